@@ -1,0 +1,244 @@
+"""The data contract: the six input tables, their columns, types and allowed values.
+
+This module is the single source of truth for what a company's export must look like
+(docs/data_contract.md renders the same facts for people). Validation coerces raw
+tables to these types; every later stage reads the clean tables and may rely on them.
+
+Clean-table conventions (what `validate` writes and every later stage reads):
+- ids are strings;
+- timestamps are timezone-naive `datetime64[us]` holding UTC wall time (portable to
+  DuckDB's TIMESTAMP and Spark's TimestampNTZ without session-timezone surprises);
+- categories are lower-case strings from the allowed set, unknown values quarantined
+  only when the column is required to be in the set (see `Column.allowed`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Kind = Literal["id", "timestamp", "float", "int", "bool", "category", "text"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of an input table."""
+
+    name: str
+    kind: Kind
+    required: bool = False
+    allowed: tuple[str, ...] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """One input table of the contract."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    required: bool = False
+    description: str = ""
+    # Which column carries the row's "known at" time, used for point-in-time cuts.
+    time_column: str | None = None
+    example: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+
+BILLING_PERIODS = ("monthly", "annual")
+ROLES = ("admin", "champion", "member")
+TICKET_CATEGORIES = ("bug", "feature_request", "question", "other")
+TICKET_SEVERITIES = ("low", "medium", "high", "urgent")
+
+ACCOUNTS = Table(
+    name="accounts",
+    required=True,
+    key=("account_id",),
+    time_column="created_at",
+    description="One row per customer account.",
+    columns=(
+        Column("account_id", "id", required=True),
+        Column("created_at", "timestamp", required=True, description="account creation"),
+        Column("name", "text"),
+        Column("segment", "category", description="e.g. smb / mid_market / enterprise"),
+        Column("industry", "category"),
+        Column("country", "category", description="ISO-3166 alpha-2 code"),
+    ),
+    example={
+        "account_id": "A000017",
+        "created_at": "2024-03-02T00:00:00Z",
+        "name": "Northwind Logistics",
+        "segment": "mid_market",
+        "industry": "logistics",
+        "country": "JP",
+    },
+)
+
+SUBSCRIPTIONS = Table(
+    name="subscriptions",
+    key=("subscription_id",),
+    time_column="start_date",
+    description="Paid terms. A renewal is a new row; end_date is the end of the paid term.",
+    columns=(
+        Column("account_id", "id", required=True),
+        Column("subscription_id", "id", required=True),
+        Column("start_date", "timestamp", required=True),
+        Column("end_date", "timestamp", required=True),
+        Column("mrr", "float", required=True, min_value=0.0, description="monthly recurring revenue"),
+        Column("plan", "category"),
+        Column("billing_period", "category", allowed=BILLING_PERIODS),
+        Column("seats", "int", min_value=0),
+        Column("canceled_at", "timestamp", description="when a cancellation was recorded"),
+    ),
+    example={
+        "account_id": "A000017",
+        "subscription_id": "S000042",
+        "start_date": "2025-03-02T00:00:00Z",
+        "end_date": "2026-03-02T00:00:00Z",
+        "mrr": 1840.0,
+        "plan": "business",
+        "billing_period": "annual",
+        "seats": 40,
+        "canceled_at": None,
+    },
+)
+
+USERS = Table(
+    name="users",
+    key=("user_id",),
+    time_column="created_at",
+    description="People with a login at a customer account.",
+    columns=(
+        Column("user_id", "id", required=True),
+        Column("account_id", "id", required=True),
+        Column("created_at", "timestamp", required=True),
+        Column("role", "category", description="admin, champion, member, ... (open set)"),
+        Column("deactivated_at", "timestamp"),
+    ),
+    example={
+        "user_id": "U0001234",
+        "account_id": "A000017",
+        "created_at": "2024-03-05T09:12:00Z",
+        "role": "champion",
+        "deactivated_at": None,
+    },
+)
+
+USAGE_EVENTS = Table(
+    name="usage_events",
+    required=True,
+    key=("account_id", "user_id", "timestamp", "event"),
+    time_column="timestamp",
+    description="Product usage log; the large table (may be a folder of Parquet parts).",
+    columns=(
+        Column("account_id", "id", required=True),
+        Column("user_id", "id", required=True),
+        Column("timestamp", "timestamp", required=True),
+        Column("event", "category", required=True, description="event name (open set)"),
+        Column("quantity", "float", min_value=0.0, description="defaults to 1"),
+    ),
+    example={
+        "account_id": "A000017",
+        "user_id": "U0001234",
+        "timestamp": "2026-02-11T14:03:27Z",
+        "event": "report_created",
+        "quantity": 1.0,
+    },
+)
+
+TICKETS = Table(
+    name="tickets",
+    key=("ticket_id",),
+    time_column="created_at",
+    description="Support tickets.",
+    columns=(
+        Column("ticket_id", "id", required=True),
+        Column("account_id", "id", required=True),
+        Column("created_at", "timestamp", required=True),
+        Column("category", "category", allowed=TICKET_CATEGORIES),
+        Column("severity", "category", allowed=TICKET_SEVERITIES),
+        Column("first_response_at", "timestamp"),
+        Column("resolved_at", "timestamp"),
+        Column("escalated", "bool"),
+        Column("csat", "int", min_value=1, max_value=5),
+    ),
+    example={
+        "ticket_id": "T0009876",
+        "account_id": "A000017",
+        "created_at": "2026-01-20T08:00:00Z",
+        "category": "bug",
+        "severity": "high",
+        "first_response_at": "2026-01-20T10:30:00Z",
+        "resolved_at": "2026-02-03T16:00:00Z",
+        "escalated": True,
+        "csat": 2,
+    },
+)
+
+SURVEYS = Table(
+    name="surveys",
+    key=("response_id",),
+    time_column="submitted_at",
+    description="NPS survey responses with free-text comments (any language).",
+    columns=(
+        Column("response_id", "id", required=True),
+        Column("account_id", "id", required=True),
+        Column("submitted_at", "timestamp", required=True),
+        Column("user_id", "id"),
+        Column("nps", "int", min_value=0, max_value=10),
+        Column("comment", "text"),
+    ),
+    example={
+        "response_id": "R000321",
+        "account_id": "A000017",
+        "submitted_at": "2026-01-15T11:00:00Z",
+        "user_id": "U0001234",
+        "nps": 4,
+        "comment": "価格が高すぎる。競合の方が安い。",
+    },
+)
+
+TABLES: dict[str, Table] = {
+    t.name: t for t in (ACCOUNTS, SUBSCRIPTIONS, USERS, USAGE_EVENTS, TICKETS, SURVEYS)
+}
+OPTIONAL_TABLES = tuple(name for name, t in TABLES.items() if not t.required)
+
+# Quarantine reason codes, in the order validation checks them: a row gets the first
+# reason it fails, so counts are exact and a simulator can inject faults that reconcile.
+QUARANTINE_REASONS: tuple[str, ...] = (
+    "missing_required",       # a required value is null or empty
+    "unparseable_timestamp",  # a timestamp that no ISO-8601 / common format parses
+    "unparseable_number",     # a number column holding text
+    "unknown_category",       # value outside a closed set after normalising case/spelling
+    "out_of_range",           # negative MRR or quantity, NPS outside 0-10, CSAT outside 1-5
+    "bad_order",              # end before start, resolved/first response before created
+    "future_timestamp",       # after the data's end date
+    "duplicate_exact",        # an exact copy of an earlier row
+    "duplicate_key",          # same key as an earlier row, other values differ
+    "unknown_account",        # account_id not in accounts
+    "unknown_user",           # user_id not in users (only when users is given)
+)
+
+# Repairs counted in the validation report but not quarantined (the row is kept).
+REPAIR_CODES: tuple[str, ...] = (
+    "normalised_category",    # 'Annual ', 'ANNUAL', 'feature request' -> canonical value
+    "repaired_encoding",      # text decoded from a non-UTF-8 encoding (mojibake fixed)
+    "out_of_order",           # event rows not in time order in the file (sorted on write)
+    "defaulted_value",        # optional value filled by the contract default (quantity = 1)
+)
