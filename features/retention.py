@@ -13,6 +13,7 @@ accounts in the snapshot table at that date, so only logo metrics are available.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -420,7 +421,7 @@ def compute_activity_retention(
     rows = []
     first_seen = snaps.groupby("account_id")["snapshot_date"].min()
     members = {d: set(snaps.loc[snaps["snapshot_date"] == d, "account_id"]) for d in dates}
-    for start, end in zip(dates[:-1], dates[1:], strict=True):
+    for start, end in itertools.pairwise(dates):
         s, e = members[start], members[end]
         for acc in s | e:
             rows.append((acc, pd.Timestamp(start), acc in s, acc in e, first_seen[acc] < start))
