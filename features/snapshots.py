@@ -96,7 +96,7 @@ def make_calendar(
     step = {"monthly": "MS", "weekly": "W-MON", "daily": "D"}[params.freq]
     regular = pd.date_range(first, last, freq=step) if first <= last else pd.DatetimeIndex([])
     dates = regular.union(pd.DatetimeIndex([last]))
-    return pd.DatetimeIndex(dates[dates <= last]).astype("datetime64[us]")
+    return pd.DatetimeIndex(dates[dates <= last].astype("datetime64[us]"))
 
 
 def contract_spells(subscriptions: pd.DataFrame, grace_days: int) -> pd.DataFrame:
@@ -167,7 +167,7 @@ def term_facts(subscriptions: pd.DataFrame, dates: pd.DatetimeIndex) -> pd.DataF
             "snapshot_date": terms["snapshot_date"],
             "mrr": terms["mrr"].astype(float),
             "arr": terms["mrr"].astype(float) * 12.0,
-            "billing_period": terms["billing_period"] if "billing_period" in terms else nan,
+            "billing_period": terms.get("billing_period", nan),
             "seats": terms["seats"].astype(float) if "seats" in terms else nan,
             "renewal_date": terms["end_date"],
         }
@@ -229,7 +229,7 @@ def build_contract_snapshots(
 
 def _with_segment(rows: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
     seg = accounts[["account_id"]].copy()
-    seg["segment"] = accounts["segment"] if "segment" in accounts else pd.NA
+    seg["segment"] = accounts.get("segment", pd.NA)
     return rows.merge(seg, on="account_id", how="left")
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def read_clean(validated: Path, name: str) -> pd.DataFrame | None:
     """A clean table from the validated folder, or None when the (optional) table is absent."""
     try:
-        from churnguard import tables  # written by the validation engineer; optional here
+        from churnguard import tables  # type: ignore[attr-defined]  # optional, may not exist yet
 
         return tables.read_clean(validated, name)
     except (ImportError, AttributeError):

@@ -146,11 +146,12 @@ def test_activity_definition() -> None:
     days = pd.DataFrame(
         {
             "account_id": ["busy"] * 12 + ["quits"] * 3,
-            "day": list(pd.date_range("2025-01-05", periods=12, freq="14D")) + [
-                T("2025-01-10"), T("2025-02-10"), T("2025-02-25"),
+            "day": [
+                *pd.date_range("2025-01-05", periods=12, freq="14D"),
+                *[T("2025-01-10"), T("2025-02-10"), T("2025-02-25")],
             ],
         }
-    )  # fmt: skip
+    )
     dates = pd.DatetimeIndex([T("2025-01-01"), T("2025-03-01"), T("2025-06-01")]).astype("datetime64[us]")
     params = SnapshotParams(definition="activity", active_days=30, horizon_days=60)
     snaps = build_activity_snapshots(_accounts("busy", "quits", "never"), days, None, dates, END, params)
