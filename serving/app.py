@@ -1,0 +1,142 @@
+"""The FastAPI app factory: routers, error handlers, metrics, and model/scores in `lifespan`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from churnguard.errors import InputError
+from churnguard.params import load_section
+from churnguard.scores import ScoreParams
+from serving.config import Settings, get_settings
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.middleware import BodyLimitMiddleware
+from serving.routers import accounts, at_risk, health, model, page, score
+from serving.schemas import ErrorBody, FieldError
+from serving.state import Explainer, ModelLoader, ServingState, explain_rows, load_bundle
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Churn risk for B2B SaaS accounts, with reasons a CS team can act on.
+
+Every endpoint that returns customer data needs `Authorization: Bearer <CHURNGUARD_API_KEY>`;
+`POST /v1/admin/reload` needs `CHURNGUARD_ADMIN_KEY`. Every risk carries the model version
+and the scoring date."""
+
+
+def _field(loc: tuple[object, ...] | list[object]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only the location and message: never echo the input (it may hold customer data).
+    errors = [
+        FieldError(field=_field(e.get("loc", ())), message=str(e.get("msg", "invalid"))) for e in exc.errors()
+    ]
+    first = errors[0] if errors else FieldError(field="request", message="invalid")
+    body = ErrorBody(detail=f"{first.field}: {first.message}", errors=errors[:50])
+    return JSONResponse(body.model_dump(mode="json"), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    body = ErrorBody(detail=str(exc.detail))
+    return JSONResponse(body.model_dump(mode="json"), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _input_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(ErrorBody(detail=str(exc)).model_dump(mode="json"), status_code=422)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error(
+        "unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__, exc_info=exc
+    )
+    return JSONResponse(ErrorBody(detail="internal error").model_dump(mode="json"), status_code=500)
+
+
+async def _poll(state: ServingState, seconds: float) -> None:
+    """Pick up new scores or a newly promoted model without a restart."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await anyio.to_thread.run_sync(state.reload)
+        except Exception:  # never let the poller die
+            log.exception("reload poll failed")
+
+
+def _load_tiers(settings: Settings) -> ScoreParams:
+    path = Path(settings.params_path)
+    if not path.exists():
+        log.info("%s not found: default risk tiers", path)
+        return ScoreParams()
+    return load_section("score", ScoreParams, path)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model_loader: ModelLoader | None = None,
+    explainer: Explainer | None = None,
+) -> FastAPI:
+    """Build the app; the model and scores load when it starts (lifespan), not here."""
+    settings = settings or get_settings()
+    state = ServingState(settings, model_loader or load_bundle, explainer or explain_rows)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.tiers = _load_tiers(settings).tiers
+        await anyio.to_thread.run_sync(lambda: state.reload(force=True))
+        ready, reason = state.readiness()
+        log.info("ready: %s%s", ready, f" ({reason})" if reason else "")
+        poller = (
+            asyncio.create_task(_poll(state, settings.poll_seconds)) if settings.poll_seconds > 0 else None
+        )
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+
+    app = FastAPI(
+        title="churnguard",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={500: {"model": ErrorBody, "description": "Internal error (no details are exposed)."}},
+    )
+    app.state.settings = settings
+    app.state.serving = state
+    app.state.metrics = Metrics()
+    app.state.tiers = ScoreParams().tiers
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(Exception, _server_error)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    for router in (health.router, model.router, accounts.router, at_risk.router, score.router, page.router):
+        app.include_router(router)
+    # The retention/monitoring router is optional: included when its module exists.
+    if importlib.util.find_spec("serving.routers.analytics") is not None:
+        app.include_router(importlib.import_module("serving.routers.analytics").router)
+    app.mount(
+        "/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static"
+    )
+    return app

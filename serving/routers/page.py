@@ -1,0 +1,140 @@
+"""The CS page: server-rendered at-risk list, account detail with a risk trend, CSV download.
+
+Auth: a login form posts the read key once; the response sets an HttpOnly, SameSite=Strict
+cookie holding an HMAC of the key (never the key itself). No key ever appears in a URL.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path as FsPath
+from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from serving.deps import SESSION_COOKIE, SettingsDep, StateDep, has_page_session, session_token
+from serving.routers.at_risk import Filters, csv_response, select
+from serving.schemas import HistoryPoint
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
+PAGE_SIZE = 100
+
+
+def _login_redirect() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def trend_svg(points: list[HistoryPoint], width: int = 320, height: int = 80) -> dict[str, Any]:
+    """Coordinates for a small inline-SVG risk chart (0..1 risk on the y axis)."""
+    pad = 6
+    if not points:
+        return {"width": width, "height": height, "path": "", "dots": []}
+    n = len(points)
+    step = (width - 2 * pad) / max(n - 1, 1)
+    dots = []
+    for i, p in enumerate(points):
+        x = pad + i * step if n > 1 else width / 2
+        y = height - pad - p.risk * (height - 2 * pad)
+        dots.append({"x": round(x, 1), "y": round(y, 1), "label": f"{p.snapshot_date}: {p.risk:.0%}"})
+    path = "M" + " L".join(f"{d['x']},{d['y']}" for d in dots)
+    return {"width": width, "height": height, "path": path, "dots": dots}
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request) -> HTMLResponse:
+    return templates.TemplateResponse(request, "login.html", {"error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request, settings: SettingsDep) -> Response:
+    raw = await request.body()
+    key = (parse_qs(raw.decode("utf-8", "replace")).get("key") or [""])[0]
+    valid = [k.get_secret_value() for k in (settings.api_key, settings.admin_key) if k is not None]
+    if not any(hmac.compare_digest(key.encode(), v.encode()) for v in valid):
+        return templates.TemplateResponse(
+            request, "login.html", {"error": "That key is not valid."}, status_code=401
+        )
+    response = RedirectResponse("/", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, session_token(settings) or "", httponly=True, samesite="strict",
+        secure=settings.cookie_secure, max_age=12 * 3600,
+    )  # fmt: skip
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = _login_redirect()
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def at_risk_page(
+    request: Request,
+    settings: SettingsDep,
+    state: StateDep,
+    filters: Filters,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    if not has_page_session(request, settings):
+        return _login_redirect()
+    scores = state.current.scores
+    if scores is None:
+        _, reason = state.readiness()
+        return templates.TemplateResponse(request, "not_ready.html", {"reason": reason}, status_code=503)
+    idx = select(scores, filters)
+    params = {k: v for k, v in request.query_params.items() if k != "offset" and v != ""}
+    q = filters
+    return templates.TemplateResponse(
+        request,
+        "list.html",
+        {
+            "scores": scores,
+            "items": [scores.items[i] for i in idx[offset : offset + PAGE_SIZE]],
+            "total": len(idx),
+            "offset": offset,
+            "page_size": PAGE_SIZE,
+            "q": q,
+            "csv_url": "/export.csv?" + urlencode(params),
+            "next_url": "/?" + urlencode({**params, "offset": offset + PAGE_SIZE}),
+            "prev_url": "/?" + urlencode({**params, "offset": max(offset - PAGE_SIZE, 0)}),
+        },
+    )
+
+
+@router.get("/export.csv")
+async def export_csv(request: Request, settings: SettingsDep, state: StateDep, filters: Filters) -> Response:
+    if not has_page_session(request, settings):
+        return _login_redirect()
+    scores = state.current.scores
+    if scores is None:
+        return Response("scores not loaded", status_code=503)
+    return csv_response(scores, select(scores, filters))
+
+
+@router.get("/accounts/{account_id}", response_class=HTMLResponse)
+async def account_page(
+    request: Request,
+    settings: SettingsDep,
+    state: StateDep,
+    account_id: Annotated[str, Path(min_length=1, max_length=200)],
+) -> Response:
+    if not has_page_session(request, settings):
+        return _login_redirect()
+    scores = state.current.scores
+    if scores is None:
+        _, reason = state.readiness()
+        return templates.TemplateResponse(request, "not_ready.html", {"reason": reason}, status_code=503)
+    account = scores.accounts.get(account_id)
+    if account is None:
+        return templates.TemplateResponse(
+            request, "not_found.html", {"account_id": account_id}, status_code=404
+        )
+    return templates.TemplateResponse(
+        request, "account.html", {"a": account, "scores": scores, "trend": trend_svg(account.history)}
+    )
