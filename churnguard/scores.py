@@ -237,3 +237,24 @@ def filter_at_risk(scores: pd.DataFrame, query: AtRiskQuery, top: int | None = N
     if top is not None:
         idx = idx[:top]
     return scores.iloc[idx].reset_index(drop=True)
+
+
+def to_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-ready rows: reasons parsed, dates as ISO strings, NaN as None."""
+    out = []
+    plain = [c for c in scores.columns if c.startswith(("reason_", "action_"))]
+    for rec in scores.drop(columns=plain).to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for k, v in rec.items():
+            if k == "reasons":
+                row[k] = json.loads(v) if isinstance(v, str) else []
+            elif isinstance(v, pd.Timestamp):
+                row[k] = v.isoformat()
+            elif v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and not np.isfinite(v)):
+                row[k] = None
+            elif isinstance(v, np.generic):
+                row[k] = v.item()
+            else:
+                row[k] = v
+        out.append(row)
+    return out

@@ -193,3 +193,13 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def read_scores(scores_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The latest scores and the score history written by `run` (history may be empty)."""
+    latest_path = scores_dir / LATEST
+    if not latest_path.exists():
+        raise InputError(f"{latest_path}: no scores yet (run `dvc repro score`)")
+    history_path = scores_dir / HISTORY
+    history = pd.read_parquet(history_path) if history_path.exists() else pd.DataFrame()
+    return pd.read_parquet(latest_path), history
