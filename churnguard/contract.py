@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Kind = Literal["id", "timestamp", "float", "int", "bool", "category", "text"]
+Case = Literal["lower", "upper"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,13 @@ class Column:
     min_value: float | None = None
     max_value: float | None = None
     description: str = ""
+    # Value used when an optional cell is empty (counted as the repair `defaulted_value`).
+    default: float | None = None
+    # A timestamp that may legitimately lie after the data's end (e.g. the end of a paid term).
+    future_ok: bool = False
+    # How category spellings are normalised: lower -> 'Feature Request' becomes
+    # 'feature_request'; upper -> ' jp' becomes 'JP' (codes such as ISO countries).
+    case: Case = "lower"
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,13 @@ class Table:
     # Which column carries the row's "known at" time, used for point-in-time cuts.
     time_column: str | None = None
     example: dict[str, object] = field(default_factory=dict)
+    # (earlier, later) timestamp pairs: a row with later < earlier is quarantined as bad_order.
+    order_rules: tuple[tuple[str, str], ...] = ()
+    # (column, referenced table): a value absent from the referenced clean table's key is
+    # quarantined (unknown_account / unknown_user); skipped when that table is absent.
+    references: tuple[tuple[str, str], ...] = ()
+    # Count rows not in time order within their file and account (repair `out_of_order`).
+    check_time_order: bool = False
 
     @property
     def required_columns(self) -> list[str]:
@@ -78,7 +93,7 @@ ACCOUNTS = Table(
         Column("name", "text"),
         Column("segment", "category", description="e.g. smb / mid_market / enterprise"),
         Column("industry", "category"),
-        Column("country", "category", description="ISO-3166 alpha-2 code"),
+        Column("country", "category", case="upper", description="ISO-3166 alpha-2 code"),
     ),
     example={
         "account_id": "A000017",
@@ -94,12 +109,14 @@ SUBSCRIPTIONS = Table(
     name="subscriptions",
     key=("subscription_id",),
     time_column="start_date",
+    order_rules=(("start_date", "end_date"),),
+    references=(("account_id", "accounts"),),
     description="Paid terms. A renewal is a new row; end_date is the end of the paid term.",
     columns=(
         Column("account_id", "id", required=True),
         Column("subscription_id", "id", required=True),
         Column("start_date", "timestamp", required=True),
-        Column("end_date", "timestamp", required=True),
+        Column("end_date", "timestamp", required=True, future_ok=True),
         Column("mrr", "float", required=True, min_value=0.0, description="monthly recurring revenue"),
         Column("plan", "category"),
         Column("billing_period", "category", allowed=BILLING_PERIODS),
@@ -123,6 +140,8 @@ USERS = Table(
     name="users",
     key=("user_id",),
     time_column="created_at",
+    order_rules=(("created_at", "deactivated_at"),),
+    references=(("account_id", "accounts"),),
     description="People with a login at a customer account.",
     columns=(
         Column("user_id", "id", required=True),
@@ -145,13 +164,15 @@ USAGE_EVENTS = Table(
     required=True,
     key=("account_id", "user_id", "timestamp", "event"),
     time_column="timestamp",
+    references=(("account_id", "accounts"), ("user_id", "users")),
+    check_time_order=True,
     description="Product usage log; the large table (may be a folder of Parquet parts).",
     columns=(
         Column("account_id", "id", required=True),
         Column("user_id", "id", required=True),
         Column("timestamp", "timestamp", required=True),
         Column("event", "category", required=True, description="event name (open set)"),
-        Column("quantity", "float", min_value=0.0, description="defaults to 1"),
+        Column("quantity", "float", min_value=0.0, default=1.0, description="defaults to 1"),
     ),
     example={
         "account_id": "A000017",
@@ -166,6 +187,8 @@ TICKETS = Table(
     name="tickets",
     key=("ticket_id",),
     time_column="created_at",
+    order_rules=(("created_at", "first_response_at"), ("created_at", "resolved_at")),
+    references=(("account_id", "accounts"),),
     description="Support tickets.",
     columns=(
         Column("ticket_id", "id", required=True),
@@ -195,6 +218,7 @@ SURVEYS = Table(
     name="surveys",
     key=("response_id",),
     time_column="submitted_at",
+    references=(("account_id", "accounts"), ("user_id", "users")),
     description="NPS survey responses with free-text comments (any language).",
     columns=(
         Column("response_id", "id", required=True),
@@ -222,23 +246,74 @@ OPTIONAL_TABLES = tuple(name for name, t in TABLES.items() if not t.required)
 # Quarantine reason codes, in the order validation checks them: a row gets the first
 # reason it fails, so counts are exact and a simulator can inject faults that reconcile.
 QUARANTINE_REASONS: tuple[str, ...] = (
-    "missing_required",       # a required value is null or empty
+    "missing_required",  # a required value is null or empty
     "unparseable_timestamp",  # a timestamp that no ISO-8601 / common format parses
-    "unparseable_number",     # a number column holding text
-    "unknown_category",       # value outside a closed set after normalising case/spelling
-    "out_of_range",           # negative MRR or quantity, NPS outside 0-10, CSAT outside 1-5
-    "bad_order",              # end before start, resolved/first response before created
-    "future_timestamp",       # after the data's end date
-    "duplicate_exact",        # an exact copy of an earlier row
-    "duplicate_key",          # same key as an earlier row, other values differ
-    "unknown_account",        # account_id not in accounts
-    "unknown_user",           # user_id not in users (only when users is given)
+    "unparseable_number",  # a number column holding text
+    "unknown_category",  # value outside a closed set after normalising case/spelling
+    "out_of_range",  # negative MRR or quantity, NPS outside 0-10, CSAT outside 1-5
+    "bad_order",  # end before start, resolved/first response before created
+    "future_timestamp",  # after the data's end date
+    "duplicate_exact",  # an exact copy of an earlier row
+    "duplicate_key",  # same key as an earlier row, other values differ
+    "unknown_account",  # account_id not in accounts
+    "unknown_user",  # user_id not in users (only when users is given)
 )
 
 # Repairs counted in the validation report but not quarantined (the row is kept).
 REPAIR_CODES: tuple[str, ...] = (
-    "normalised_category",    # 'Annual ', 'ANNUAL', 'feature request' -> canonical value
-    "repaired_encoding",      # text decoded from a non-UTF-8 encoding (mojibake fixed)
-    "out_of_order",           # event rows not in time order in the file (sorted on write)
-    "defaulted_value",        # optional value filled by the contract default (quantity = 1)
+    "normalised_category",  # 'Annual ', 'ANNUAL', 'feature request' -> canonical value
+    "repaired_encoding",  # text decoded from a non-UTF-8 encoding (mojibake fixed)
+    "out_of_order",  # event rows not in time order in the file (sorted on write)
+    "defaulted_value",  # optional value filled by the contract default (quantity = 1)
 )
+
+
+# Values read as missing in any column (after trimming, case-insensitive), as real exports
+# write them. A required column holding one of these is `missing_required`.
+MISSING_TOKENS: tuple[str, ...] = ("", "null", "none", "nan", "nat", "n/a", "na", "#n/a")
+# Accepted spellings of booleans (after trimming, case-insensitive); anything else in a
+# bool column is `unknown_category`.
+TRUE_TOKENS: tuple[str, ...] = ("true", "t", "yes", "y", "1", "1.0")
+FALSE_TOKENS: tuple[str, ...] = ("false", "f", "no", "n", "0", "0.0")
+
+# Columns of the quarantine tables besides the original values (kept as strings).
+QUARANTINE_META: tuple[str, ...] = ("reason", "source_file", "source_row")
+
+
+def clean_dtypes(table: Table) -> dict[str, str]:
+    """pandas dtypes of a clean table as `churnguard.tables.read_clean` returns it.
+
+    int columns come back as float64 (NaN when missing; values are whole numbers) so that
+    arithmetic never meets pandas' NA; bool columns are the nullable `boolean` dtype.
+    """
+    kinds = {
+        "id": "str",
+        "timestamp": "datetime64[us]",
+        "float": "float64",
+        "int": "float64",
+        "bool": "boolean",
+        "category": "str",
+        "text": "str",
+    }
+    return {c.name: kinds[c.kind] for c in table.columns}
+
+
+def clean_schema(table: Table):  # -> pandera.pandas.DataFrameSchema (lazy import)
+    """A pandera schema for a clean table: types, required non-null, allowed sets, ranges."""
+    import pandera.pandas as pa
+
+    columns = {}
+    for col in table.columns:
+        checks = []
+        if col.allowed is not None:
+            checks.append(pa.Check.isin(list(col.allowed)))
+        if col.min_value is not None:
+            checks.append(pa.Check.ge(col.min_value))
+        if col.max_value is not None:
+            checks.append(pa.Check.le(col.max_value))
+        if col.kind == "int":
+            checks.append(pa.Check(lambda s: (s.dropna() % 1 == 0).all(), element_wise=False, name="whole"))
+        dtype = clean_dtypes(table)[col.name]
+        nullable = not col.required and col.default is None
+        columns[col.name] = pa.Column(dtype, checks=checks, nullable=nullable, required=True)
+    return pa.DataFrameSchema(columns, unique=list(table.key), strict=True, name=table.name)

@@ -1,0 +1,293 @@
+"""The validation rules of the data contract, as one SQL query per table.
+
+The same query classifies a three-row frame in a unit test and a bucket of millions of
+events read from Parquet, so small tables and the streamed event log obey one
+implementation. Input: a relation with the table's columns in any types (strings from
+CSV, typed Parquet columns) plus `_src_file`, `_src_row` and `_enc_repaired`. Output:
+one row per input row with the clean typed values (`v_<col>`), the original values as
+strings (`o_<col>`), the quarantine `reason` (NULL when clean, else the first reason in
+`QUARANTINE_REASONS` order the row fails) and one flag per repair code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from churnguard.contract import (
+    FALSE_TOKENS,
+    MISSING_TOKENS,
+    QUARANTINE_REASONS,
+    REPAIR_CODES,
+    TRUE_TOKENS,
+    Column,
+    Table,
+)
+from churnguard.errors import InputError
+
+_NUMERIC_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                  "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL")  # fmt: skip
+_SQL_TYPES = {
+    "id": "VARCHAR",
+    "timestamp": "TIMESTAMP",
+    "float": "DOUBLE",
+    "int": "BIGINT",
+    "bool": "BOOLEAN",
+    "category": "VARCHAR",
+    "text": "VARCHAR",
+}
+META_COLUMNS = ("_src_file", "_src_row", "_enc_repaired")
+
+
+@dataclass(frozen=True)
+class RuleContext:
+    """What the rules need besides the rows: the future cut-off and the reference tables."""
+
+    future_cutoff: pd.Timestamp | None  # exclusive: a timestamp >= this is in the future
+    references: dict[str, str]  # referenced table name -> SQL relation with one `id` column
+
+
+def quote(name: str) -> str:
+    """Quote an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _in_list(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(_lit(v) for v in values) + ")"
+
+
+def _is_numeric(sql_type: str) -> bool:
+    return sql_type.upper().startswith(_NUMERIC_TYPES) or sql_type.upper().startswith("DECIMAL")
+
+
+def _is_string(sql_type: str) -> bool:
+    return sql_type.upper() in ("VARCHAR", "BLOB") or sql_type.upper().startswith("VARCHAR")
+
+
+def check_required_columns(table: Table, columns: list[str], source: str) -> None:
+    """Raise InputError naming the file and the first missing required column."""
+    missing = [c for c in table.required_columns if c not in columns]
+    if missing:
+        raise InputError(f"{source}: missing required column {missing[0]!r} of table {table.name!r}")
+
+
+def _trimmed(col: Column, sql_type: str) -> str:
+    """The value as a trimmed string, NULL for empty / missing tokens."""
+    ref = quote(col.name)
+    as_text = ref if _is_string(sql_type) else f"CAST({ref} AS VARCHAR)"
+    return (
+        f"CASE WHEN lower(trim({as_text})) IN {_in_list(MISSING_TOKENS)} THEN NULL ELSE trim({as_text}) END"
+    )
+
+
+def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
+    """(typed value expression, 'cannot parse' flag expression or None) for one column."""
+    ref = quote(col.name)
+    upper = sql_type.upper()
+    if col.kind == "timestamp":
+        if upper.startswith("TIMESTAMP") or upper == "DATE":
+            value = f"CAST({ref} AS TIMESTAMP)"  # session time zone is UTC
+        else:
+            value = f"CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        return value, f"({s} IS NOT NULL AND {value} IS NULL)"
+    if col.kind in ("float", "int"):
+        if _is_numeric(upper):
+            number = f"CAST({ref} AS DOUBLE)"
+        else:
+            number = f"try_cast({s} AS DOUBLE)"
+        bad = f"({s} IS NOT NULL AND ({number} IS NULL OR NOT isfinite({number})"
+        if col.kind == "int":
+            bad += f" OR {number} <> floor({number}) OR abs({number}) > 9e15"
+        bad += "))"
+        value = f"CASE WHEN {bad} THEN NULL ELSE {number} END"
+        if col.default is not None:
+            value = f"CASE WHEN {s} IS NULL THEN {float(col.default)!r} ELSE {value} END"
+        return value, bad
+    if col.kind == "bool":
+        if upper == "BOOLEAN":
+            return ref, None
+        return (
+            f"CASE WHEN lower({s}) IN {_in_list(TRUE_TOKENS)} THEN TRUE "
+            f"WHEN lower({s}) IN {_in_list(FALSE_TOKENS)} THEN FALSE END",
+            None,
+        )
+    if col.kind == "category":
+        if col.case == "upper":
+            return f"upper({s})", None
+        return f"regexp_replace(lower({s}), '[\\s\\-]+', '_', 'g')", None
+    return s, None
+
+
+def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: RuleContext) -> str:
+    """SQL classifying every row of `source` (a relation) against the contract's rules."""
+    present = [c for c in table.columns if c.name in source_types]
+    check_required_columns(table, list(source_types), source)
+    originals = [c for c in source_types if c not in META_COLUMNS]
+
+    layer1 = [f"{quote(m)}" for m in META_COLUMNS]
+    layer1 += [f"CAST({quote(c)} AS VARCHAR) AS {quote('o_' + c)}" for c in originals]
+    layer1 += [f"{_trimmed(c, source_types[c.name])} AS {quote('s_' + c.name)}" for c in present]
+    layer1 += [quote(c.name) for c in present]
+
+    values: list[str] = []
+    missing, ts_bad, num_bad, cat_bad, rng_bad, order_bad, future_bad = [], [], [], [], [], [], []
+    normalised, defaulted = [], []
+    for col in table.columns:
+        target = quote("v_" + col.name)
+        if col not in present:
+            default = "NULL" if col.default is None else repr(float(col.default))
+            values.append(f"CAST({default} AS {_SQL_TYPES[col.kind]}) AS {target}")
+            continue
+        s = quote("s_" + col.name)
+        value, bad = _typed(col, source_types[col.name], s)
+        if col.kind == "int":
+            value = f"CAST({value} AS BIGINT)"
+        values.append(f"{value} AS {target}")
+        if col.required:
+            missing.append(f"{s} IS NULL")
+        if bad is not None:
+            (ts_bad if col.kind == "timestamp" else num_bad).append(bad)
+        if col.kind == "bool":
+            cat_bad.append(f"({s} IS NOT NULL AND {value} IS NULL)")
+        if col.allowed is not None:
+            cat_bad.append(f"({s} IS NOT NULL AND {value} NOT IN {_in_list(col.allowed)})")
+        if col.kind == "category":
+            normalised.append(f"({s} IS NOT NULL AND {value} <> {quote('o_' + col.name)})")
+        if col.default is not None:
+            defaulted.append(f"{s} IS NULL")
+    v = {c.name: quote("v_" + c.name) for c in table.columns}
+    for col in present:
+        if col.min_value is not None:
+            rng_bad.append(f"{v[col.name]} < {col.min_value!r}")
+        if col.max_value is not None:
+            rng_bad.append(f"{v[col.name]} > {col.max_value!r}")
+        if col.kind == "timestamp" and not col.future_ok and ctx.future_cutoff is not None:
+            future_bad.append(f"{v[col.name]} >= TIMESTAMP '{ctx.future_cutoff.isoformat(sep=' ')}'")
+    for earlier, later in table.order_rules:
+        order_bad.append(f"{v[later]} < {v[earlier]}")
+
+    def any_of(exprs: list[str]) -> str:
+        return "(" + " OR ".join(f"coalesce({e}, FALSE)" for e in exprs) + ")" if exprs else "FALSE"
+
+    # Checks on the raw strings are evaluated in layer 2, checks on typed values in layer 3.
+    raw_checks = {
+        "missing_required": missing,
+        "unparseable_timestamp": ts_bad,
+        "unparseable_number": num_bad,
+        "unknown_category": cat_bad,
+    }
+    value_checks = {"out_of_range": rng_bad, "bad_order": order_bad, "future_timestamp": future_bad}
+    first_reason = " ".join(
+        [f"WHEN _f_{code} THEN {_lit(code)}" for code in raw_checks]
+        + [f"WHEN {any_of(exprs)} THEN {_lit(code)}" for code, exprs in value_checks.items()]
+    )
+    layer2 = (
+        [quote(m) for m in META_COLUMNS]
+        + [quote("o_" + c) for c in originals]
+        + values
+        + [f"{any_of(exprs)} AS _f_{code}" for code, exprs in raw_checks.items()]
+        + [
+            f"{any_of(normalised)} AS _normalised",
+            f"{any_of(defaulted)} AS _defaulted",
+        ]
+    )
+    pos = "_src_file, _src_row"
+    all_values = ", ".join(v[c.name] for c in table.columns)
+    key_values = ", ".join(v[k] for k in table.key)
+    ref_joins, ref_checks = [], []
+    for i, (column, ref_table) in enumerate(table.references):
+        relation = ctx.references.get(ref_table)
+        if relation is None or column not in {c.name for c in present}:
+            continue
+        alias = f"_r{i}"
+        ref_joins.append(f"LEFT JOIN {relation} AS {alias} ON {alias}.id = k.{v[column]}")
+        code = "unknown_account" if ref_table == "accounts" else "unknown_user"
+        # An optional reference (surveys.user_id) may be empty; only a given, unknown id fails.
+        ref_checks.append(f"WHEN k.{v[column]} IS NOT NULL AND {alias}.id IS NULL THEN {_lit(code)}")
+    ref_case = " ".join(ref_checks)
+    order_flag = "FALSE"
+    if table.check_time_order and table.time_column is not None:
+        ts = v[table.time_column]
+        order_flag = (
+            f"coalesce({ts} < lag({ts}) OVER (PARTITION BY reason IS NULL, _src_file, {v['account_id']} "
+            f"ORDER BY _src_row), FALSE) AND reason IS NULL"
+        )
+    q_cols = ", ".join(quote("o_" + c) for c in originals)
+    v_cols = ", ".join(v[c.name] for c in table.columns)
+    return f"""
+WITH l1 AS (SELECT {", ".join(layer1)} FROM {source}),
+l2 AS (SELECT {", ".join(layer2)} FROM l1),
+l3 AS (SELECT *, CASE {first_reason} END AS _r1 FROM l2),
+d AS (SELECT *, row_number() OVER (PARTITION BY _r1 IS NULL, {all_values} ORDER BY {pos}) AS _rn_exact
+      FROM l3),
+k AS (SELECT *, row_number() OVER (PARTITION BY _r1 IS NULL AND _rn_exact = 1, {key_values}
+      ORDER BY {pos}) AS _rn_key FROM d),
+r AS (SELECT k._src_file, k._src_row, k._enc_repaired, {", ".join("k." + quote("o_" + c) for c in originals)},
+        {", ".join("k." + v[c.name] for c in table.columns)}, k._normalised, k._defaulted,
+        CASE WHEN k._r1 IS NOT NULL THEN k._r1
+             WHEN k._rn_exact > 1 THEN 'duplicate_exact'
+             WHEN k._rn_key > 1 THEN 'duplicate_key'
+             {ref_case}
+        END AS reason
+      FROM k {" ".join(ref_joins)})
+SELECT _src_file, _src_row, {q_cols}, {v_cols}, reason,
+       reason IS NULL AND _normalised AS normalised_category,
+       reason IS NULL AND coalesce(_enc_repaired, FALSE) AS repaired_encoding,
+       {order_flag} AS out_of_order,
+       reason IS NULL AND _defaulted AS defaulted_value
+FROM r
+"""
+
+
+def clean_select(table: Table) -> str:
+    """Columns of the clean table from a classified relation."""
+    return ", ".join(f"{quote('v_' + c.name)} AS {quote(c.name)}" for c in table.columns)
+
+
+def quarantine_select(originals: list[str]) -> str:
+    """Columns of the quarantine table: original values as strings, reason and provenance."""
+    cols = [f"{quote('o_' + c)} AS {quote(c)}" for c in originals]
+    return ", ".join([*cols, "reason", "_src_file AS source_file", "_src_row AS source_row"])
+
+
+def counts_sql(relation: str) -> str:
+    """One row of counts per reason (NULL = clean) with the repair counts of clean rows."""
+    repairs = ", ".join(f"sum(CAST({code} AS BIGINT)) AS {code}" for code in REPAIR_CODES)
+    return f"SELECT reason, count(*) AS n, {repairs} FROM {relation} GROUP BY reason"
+
+
+def empty_report() -> dict[str, object]:
+    """The per-table report before any rows are counted."""
+    return {"rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {}, "repairs": {}}
+
+
+def add_counts(report: dict, rows: list[tuple]) -> dict:
+    """Add the rows of `counts_sql` to a per-table report (returns a new dict)."""
+    out = {**report, "reasons": dict(report["reasons"]), "repairs": dict(report["repairs"])}
+    for row in rows:
+        reason, n, *repairs = row
+        out["rows_in"] += int(n)
+        if reason is None:
+            out["rows_clean"] += int(n)
+            for code, count in zip(REPAIR_CODES, repairs, strict=True):
+                if count:
+                    out["repairs"][code] = out["repairs"].get(code, 0) + int(count)
+        else:
+            out["rows_quarantined"] += int(n)
+            out["reasons"][reason] = out["reasons"].get(reason, 0) + int(n)
+    out["reasons"] = {c: out["reasons"][c] for c in QUARANTINE_REASONS if c in out["reasons"]}
+    out["repairs"] = {c: out["repairs"][c] for c in REPAIR_CODES if c in out["repairs"]}
+    return out
+
+
+def check_invariant(name: str, report: dict) -> None:
+    """rows_in = rows_clean + rows_quarantined, and the reason counts add up; else raise."""
+    if report["rows_in"] != report["rows_clean"] + report["rows_quarantined"]:
+        raise RuntimeError(f"{name}: rows_in != rows_clean + rows_quarantined: {report}")
+    if sum(report["reasons"].values()) != report["rows_quarantined"]:
+        raise RuntimeError(f"{name}: reason counts do not add up to rows_quarantined: {report}")
