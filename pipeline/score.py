@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LATEST = "latest.parquet"
 LATEST_CSV = "latest.csv"
 HISTORY = "history.parquet"
+FEAT_SUFFIX = "_feat"
 
 
 def _read(path: Path, what: str) -> pd.DataFrame:
@@ -52,9 +53,9 @@ def scoring_rows(
 ) -> pd.DataFrame:
     """Snapshot rows flagged `is_scoring_date`, joined with their features and account names."""
     snap = snapshots.loc[snapshots["is_scoring_date"].astype(bool)]
-    feat_cols = [c for c in features.columns if c not in snap.columns or c in ("account_id", "snapshot_date")]
+    # A column in both keeps the snapshot's value for display; the model reads `<name>_feat`.
     rows = snap.merge(
-        features.loc[:, feat_cols], on=["account_id", "snapshot_date"], how="left", validate="1:1"
+        features, on=["account_id", "snapshot_date"], how="left", validate="1:1", suffixes=("", FEAT_SUFFIX)
     )
     if accounts is not None and "name" in accounts.columns:
         names = accounts.loc[:, ["account_id", "name"]].drop_duplicates("account_id")
@@ -62,6 +63,17 @@ def scoring_rows(
     if "segment" not in rows.columns and accounts is not None and "segment" in accounts.columns:
         rows = rows.merge(accounts.loc[:, ["account_id", "segment"]], on="account_id", how="left")
     return rows.reset_index(drop=True)
+
+
+def model_inputs(rows: pd.DataFrame, feature_names: list[str], source: Path) -> pd.DataFrame:
+    """The model's feature matrix, taken from the features table's columns."""
+    columns = {}
+    for name in feature_names:
+        col = name + FEAT_SUFFIX if name + FEAT_SUFFIX in rows.columns else name
+        if col not in rows.columns:
+            raise InputError(f"{source}: missing model feature column {name!r}")
+        columns[name] = pd.to_numeric(rows[col], errors="coerce").astype(float)
+    return pd.DataFrame(columns, index=rows.index)
 
 
 def load_bundle(path: Path) -> Any:
@@ -78,14 +90,15 @@ def explain(bundle: Any, X: pd.DataFrame, top_n: int) -> list[list[Any]]:
     return explain_rows(bundle, X, top_n=top_n)
 
 
-def _fill_missing_reasons(bundle: Any, rows: pd.DataFrame, reasons: dict[str, list[dict]]) -> None:
+def _fill_missing_reasons(
+    bundle: Any, rows: pd.DataFrame, X: pd.DataFrame, reasons: dict[str, list[dict]]
+) -> None:
     """Explain accounts the explain stage did not cover (e.g. explanations from another date)."""
     todo = [i for i, a in enumerate(rows["account_id"].astype(str)) if a not in reasons]
     if not todo:
         return
     log.info("explaining %d accounts missing from the explanations file", len(todo))
-    X = rows.iloc[todo].loc[:, list(bundle.feature_names)].astype(float)
-    for i, row_reasons in zip(todo, explain(bundle, X, TOP_REASONS), strict=True):
+    for i, row_reasons in zip(todo, explain(bundle, X.iloc[todo], TOP_REASONS), strict=True):
         reasons[str(rows.at[i, "account_id"])] = [
             {
                 "text": r.text,
@@ -127,17 +140,14 @@ def run(
     rows = scoring_rows(feats, snaps, accts)
     if rows.empty:
         raise InputError(f"{snapshots}: no rows with is_scoring_date — nothing to score")
-    missing = [f for f in bundle.feature_names if f not in rows.columns]
-    if missing:
-        raise InputError(f"{features}: missing model feature column {missing[0]!r}")
-    X = rows.loc[:, list(bundle.feature_names)].astype(float)
+    X = model_inputs(rows, list(bundle.feature_names), features)
     risk = np.asarray(bundle.predict_proba(X), dtype=float)
 
     exp = pd.read_parquet(explanations) if explanations.exists() else pd.DataFrame()
     if not exp.empty:
         exp = exp.loc[exp["snapshot_date"].isin(rows["snapshot_date"].unique())]
     reasons = reasons_from_explanations(exp)
-    _fill_missing_reasons(bundle, rows, reasons)
+    _fill_missing_reasons(bundle, rows, X, reasons)
 
     out.mkdir(parents=True, exist_ok=True)
     history_path = out / HISTORY

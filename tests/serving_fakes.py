@@ -205,3 +205,53 @@ def score_history(c: Company, model_version: str = "1") -> None:
             model=c.model, features=c.features, snapshots=c.snapshots, explanations=c.explanations,
             accounts=c.accounts, out=c.scores, params=ScoreParams(), scored_at=d + pd.Timedelta(hours=6),
         )  # fmt: skip
+
+
+API_KEY = "read-key-for-tests"
+ADMIN_KEY = "admin-key-for-tests"
+READ = {"Authorization": f"Bearer {API_KEY}"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def patch_stage(monkeypatch: Any) -> None:
+    """Make the score stage use the fake bundle and reasons."""
+    import pipeline.score as stage
+
+    monkeypatch.setattr(stage, "load_bundle", FakeBundle.load)
+    monkeypatch.setattr(stage, "explain", lambda b, X, n: fake_explain_rows(b, X, n))
+
+
+def scored_company(root: Path, n_accounts: int = 40, seed: int = 0) -> Company:
+    """A fake company with three weekly scoring runs already written to `scores/`."""
+    import pipeline.score as stage
+
+    saved = stage.load_bundle, stage.explain
+    stage.load_bundle = FakeBundle.load  # type: ignore[assignment]
+    stage.explain = lambda b, X, n: fake_explain_rows(b, X, n)  # type: ignore[assignment]
+    try:
+        c = make_company(root, n_accounts=n_accounts, seed=seed)
+        score_history(c)
+    finally:
+        stage.load_bundle, stage.explain = saved  # type: ignore[assignment]
+    return c
+
+
+def settings_for(c: Company, **overrides: Any) -> Any:
+    from serving.config import Settings
+
+    values: dict[str, Any] = {
+        "api_key": API_KEY,
+        "admin_key": ADMIN_KEY,
+        "model_uri": str(c.model),
+        "scores_dir": c.scores,
+        "params_path": c.root / "params.yaml",
+        "poll_seconds": 0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def app_for(c: Company, **overrides: Any) -> Any:
+    from serving.app import create_app
+
+    return create_app(settings_for(c, **overrides), model_loader=load_fake, explainer=fake_explain_rows)
