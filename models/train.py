@@ -1,0 +1,273 @@
+"""Train the churn model: LightGBM with early stopping, a small search, calibration, baselines.
+
+Everything here is pure: frames in, a `TrainResult` out. The split is by snapshot date
+(`models.split`): the booster learns on the train months, early-stops, picks its
+hyper-parameters and is calibrated on the validation months, and the test months are
+only ever scored. Determinism: fixed seeds, `deterministic=True`, fixed thread count.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from churnguard.errors import InputError
+from models.baselines import fit_baselines
+from models.bundle import KEYS, FeatureSpec, ModelBundle, encode_features
+from models.calibration import fit_calibrator
+from models.config import LightGBMParams, SplitParams, TrainParams
+from models.metrics import classification_metrics
+from models.split import TEST, TRAIN, VALID, split_by_snapshot
+
+log = logging.getLogger(__name__)
+
+# Columns joined from snapshots for labels and evaluation; prefixed so they can never
+# collide with (or be mistaken for) feature columns.
+LABEL = "__label"
+ARR = "__arr"
+SEGMENT = "__segment"
+SCORING = "__is_scoring_date"
+PART = "__part"
+SNAPSHOT_COLUMNS = {
+    "label": LABEL,
+    "arr": ARR,
+    "segment": SEGMENT,
+    "is_scoring_date": SCORING,
+}
+
+SEARCH_SPACE: dict[str, list[Any]] = {
+    "num_leaves": [7, 15, 31],
+    "min_child_samples": [20, 40, 80],
+    "learning_rate": [0.03, 0.05, 0.1],
+    "feature_fraction": [0.6, 0.8, 1.0],
+    "lambda_l2": [0.0, 1.0, 5.0],
+}
+
+
+def join_snapshots(features: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Features with the label, ARR, segment and scoring flag of the same (account, date)."""
+    need = ["label", "label_observable"]
+    missing = [c for c in (*KEYS, *need) if c not in snapshots.columns]
+    if missing:
+        raise InputError(f"snapshots: missing column(s) {missing}")
+    missing = [c for c in KEYS if c not in features.columns]
+    if missing:
+        raise InputError(f"features: missing key column(s) {missing}")
+    snap = snapshots.loc[
+        :, [*KEYS, *need, *(c for c in ("arr", "segment", "is_scoring_date") if c in snapshots)]
+    ]
+    snap = snap.rename(columns=SNAPSHOT_COLUMNS)
+    snap[LABEL] = snap[LABEL].where(snap["label_observable"].astype(bool))
+    snap = snap.drop(columns="label_observable")
+    frame = features.merge(snap, on=list(KEYS), how="left", validate="one_to_one")
+    if SCORING not in frame:
+        last = frame["snapshot_date"].max()
+        frame[SCORING] = frame["snapshot_date"] == last
+    frame[SCORING] = frame[SCORING].fillna(False).astype(bool)
+    return frame
+
+
+def assign_parts(frame: pd.DataFrame, split: SplitParams) -> pd.Series:
+    """'train' / 'valid' / 'test' for labelled rows, NA for unlabelled ones."""
+    labelled = frame[LABEL].notna()
+    parts = pd.Series(pd.NA, index=frame.index, dtype="object")
+    parts[labelled] = split_by_snapshot(
+        frame.loc[labelled, "snapshot_date"], split.test_months, split.valid_months
+    )
+    return parts
+
+
+def monotone_vector(spec: FeatureSpec, increasing: Sequence[str], decreasing: Sequence[str]) -> list[int]:
+    """LightGBM monotone constraints from name patterns (categoricals are never constrained)."""
+    out = []
+    for name in spec.names:
+        c = 0
+        if name not in spec.categories:
+            if any(re.search(p, name) for p in increasing):
+                c = 1
+            elif any(re.search(p, name) for p in decreasing):
+                c = -1
+        out.append(c)
+    return out
+
+
+def lightgbm_params(p: LightGBMParams, seed: int, monotone: list[int]) -> dict[str, Any]:
+    """The booster parameters, made deterministic."""
+    params: dict[str, Any] = {
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "learning_rate": p.learning_rate,
+        "num_leaves": p.num_leaves,
+        "max_depth": p.max_depth,
+        "min_child_samples": p.min_child_samples,
+        "feature_fraction": p.feature_fraction,
+        "bagging_fraction": p.bagging_fraction,
+        "bagging_freq": p.bagging_freq,
+        "lambda_l2": p.lambda_l2,
+        "scale_pos_weight": p.scale_pos_weight,
+        "num_threads": p.num_threads,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "feature_pre_filter": False,
+        "verbosity": -1,
+    }
+    if any(monotone):
+        params["monotone_constraints"] = monotone
+        params["monotone_constraints_method"] = "advanced"
+    return params
+
+
+def search_candidates(base: LightGBMParams, trials: int, seed: int) -> list[LightGBMParams]:
+    """The base parameters plus `trials - 1` distinct random draws from a small grid."""
+    rng = np.random.default_rng(seed)
+    out = [base]
+    seen = {tuple(getattr(base, k) for k in SEARCH_SPACE)}
+    attempts = 0
+    while len(out) < trials and attempts < 200:
+        attempts += 1
+        draw = {k: v[int(rng.integers(len(v)))] for k, v in SEARCH_SPACE.items()}
+        key = tuple(draw.values())
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(base.model_copy(update=draw))
+    return out
+
+
+def fit_booster(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_valid: np.ndarray,
+    y_valid: np.ndarray,
+    spec: FeatureSpec,
+    params: dict[str, Any],
+    n_estimators: int,
+    early_stopping_rounds: int,
+) -> lgb.Booster:
+    """One LightGBM fit with early stopping; returns the booster cut at its best iteration."""
+    cat_idx = [spec.names.index(c) for c in spec.categorical]
+    names = list(spec.names)
+    dtrain = lgb.Dataset(
+        X_train, y_train, feature_name=names, categorical_feature=cat_idx, free_raw_data=False
+    )
+    dvalid = lgb.Dataset(X_valid, y_valid, reference=dtrain)
+    booster = lgb.train(
+        params,
+        dtrain,
+        num_boost_round=n_estimators,
+        valid_sets=[dvalid],
+        valid_names=["valid"],
+        callbacks=[lgb.early_stopping(early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or booster.current_iteration()
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+
+
+@dataclass
+class TrainResult:
+    """What training produced: the calibrated bundle and everything worth logging."""
+
+    bundle: ModelBundle
+    trials: list[dict[str, Any]]
+    best_params: dict[str, Any]
+    best_iteration: int
+    metrics: dict[str, dict[str, dict[str, float]]]  # part -> scorer -> metric -> value
+    split_dates: dict[str, list[str]]
+    parts: pd.Series = field(repr=False)
+
+
+def _xy(frame: pd.DataFrame, mask: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
+    sub = frame.loc[mask]
+    return encode_features(sub, spec), sub[LABEL].to_numpy(dtype=float)
+
+
+def train_model(
+    frame: pd.DataFrame,
+    spec: FeatureSpec,
+    params: TrainParams,
+    split: SplitParams,
+    trained_at: str,
+    top_k: int | None = None,
+) -> TrainResult:
+    """Search, fit, calibrate and score on the split of `frame` (output of `join_snapshots`)."""
+    parts = assign_parts(frame, split)
+    masks = {p: (parts == p).fillna(False).astype(bool) for p in (TRAIN, VALID, TEST)}
+    for p, m in masks.items():
+        y = frame.loc[m, LABEL]
+        if p != TEST and y.nunique() < 2:
+            raise InputError(f"split: the {p} months hold only one class ({len(y)} rows); adjust split.*")
+    X_tr, y_tr = _xy(frame, masks[TRAIN], spec)
+    X_va, y_va = _xy(frame, masks[VALID], spec)
+    monotone = monotone_vector(spec, params.monotone_increasing, params.monotone_decreasing)
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    trials: list[dict[str, Any]] = []
+    best: tuple[float, float, int, lgb.Booster, LightGBMParams] | None = None
+    for i, cand in enumerate(search_candidates(params.lightgbm, params.search_trials, params.seed)):
+        booster = fit_booster(
+            X_tr, y_tr, X_va, y_va, spec, lightgbm_params(cand, params.seed, monotone),
+            cand.n_estimators, cand.early_stopping_rounds,
+        )  # fmt: skip
+        p_va = booster.predict(X_va)
+        auc, ll = float(roc_auc_score(y_va, p_va)), float(log_loss(y_va, p_va, labels=[0, 1]))
+        trials.append({"trial": i, **cand.model_dump(), "best_iteration": booster.num_trees(),
+                       "valid_roc_auc": auc, "valid_log_loss": ll})  # fmt: skip
+        log.info("trial %d: valid roc_auc=%.4f log_loss=%.4f trees=%d", i, auc, ll, booster.num_trees())
+        if best is None or (auc, -ll) > (best[0], -best[1]):
+            best = (auc, ll, i, booster, cand)
+    assert best is not None
+    _, _, best_i, booster, best_cand = best
+    calibrator = fit_calibrator(np.asarray(booster.predict(X_va)), y_va, params.calibration)
+    baselines = fit_baselines(frame.loc[masks[TRAIN]], y_tr, spec, params.logistic_c, params.seed)
+    split_dates = {
+        p: sorted(str(d.date()) for d in pd.to_datetime(frame.loc[m, "snapshot_date"]).unique())
+        for p, m in masks.items()
+    }
+    bundle = ModelBundle(
+        booster,
+        calibrator,
+        spec,
+        trained_at=trained_at,
+        meta={
+            "split": split.model_dump(),
+            "split_dates": split_dates,
+            "best_params": best_cand.model_dump(),
+            "best_trial": best_i,
+            "monotone": {n: c for n, c in zip(spec.names, monotone, strict=True) if c},
+        },
+        baselines=baselines,
+    )
+    metrics = {
+        p: score_all(bundle, frame.loc[masks[p]], top_k=top_k) for p in (VALID, TEST) if masks[p].any()
+    }
+    bundle.metrics = {k: v for k, v in metrics.get(TEST, {}).get("model", {}).items()}
+    return TrainResult(
+        bundle=bundle,
+        trials=trials,
+        best_params=best_cand.model_dump(),
+        best_iteration=booster.num_trees(),
+        metrics=metrics,
+        split_dates=split_dates,
+        parts=parts,
+    )
+
+
+def score_all(
+    bundle: ModelBundle, rows: pd.DataFrame, top_k: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Metrics of the model and each of its baselines on the same labelled rows."""
+    y = rows[LABEL].to_numpy(dtype=float)
+    arr = rows[ARR].to_numpy(dtype=float) if ARR in rows else None
+    dates = rows["snapshot_date"].to_numpy()
+    out = {"model": classification_metrics(y, bundle.predict_proba(rows), arr, dates, top_k)}
+    for name, baseline in bundle.baselines.items():
+        out[name] = classification_metrics(y, baseline.predict_proba(rows), arr, dates, top_k)
+    return out
