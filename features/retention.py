@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.snapshots import contract_churn_dates, contract_spells
+
 METRIC_NAMES: tuple[str, ...] = (
     "logo_retention_rate",
     "renewal_rate",
@@ -68,10 +70,10 @@ def _month_start(ts: pd.Series | pd.DatetimeIndex) -> pd.Series:
 def build_spells(subscriptions: pd.DataFrame, grace_days: int) -> pd.DataFrame:
     """Merge each account's terms into spells of continuous custom (gaps <= grace_days bridged).
 
-    Returns account_id, start, end (end = end date of the spell's last-ending term).
+    The same spells the snapshot labels use (`features.snapshots.contract_spells`), so the
+    report's churns are the labels' churns. Returns account_id, start, end.
     """
     terms = subscriptions[["account_id", "start_date", "end_date"]].dropna()
-    terms = terms.sort_values(["account_id", "start_date", "end_date"]).reset_index(drop=True)
     if terms.empty:
         return pd.DataFrame(
             {
@@ -80,22 +82,14 @@ def build_spells(subscriptions: pd.DataFrame, grace_days: int) -> pd.DataFrame:
                 "end": pd.Series(dtype="datetime64[us]"),
             }
         )
-    grace = pd.Timedelta(days=grace_days)
-    reach = terms.groupby("account_id", sort=False)["end_date"].cummax()
-    prev_reach = reach.groupby(terms["account_id"], sort=False).shift(1)
-    new_spell = prev_reach.isna() | (terms["start_date"] > prev_reach + grace)
-    spell_id = new_spell.cumsum()
-    spells = terms.groupby(spell_id, sort=False).agg(
-        account_id=("account_id", "first"), start=("start_date", "min"), end=("end_date", "max")
-    )
-    return spells.reset_index(drop=True)
+    spells = contract_spells(terms, grace_days)
+    return spells.rename(columns={"spell_start": "start", "spell_end": "end"})[["account_id", "start", "end"]]
 
 
 def derive_churn_events(subscriptions: pd.DataFrame, grace_days: int, data_end: pd.Timestamp) -> pd.DataFrame:
-    """Churns under the contract definition: spell ends whose grace period has passed by data_end."""
-    spells = build_spells(subscriptions, grace_days)
-    known = spells["end"] + pd.Timedelta(days=grace_days) <= data_end
-    out = spells.loc[known, ["account_id", "end"]].rename(columns={"end": "churn_date"})
+    """Churns under the contract definition (`features.snapshots.contract_churn_dates`), sorted."""
+    terms = subscriptions[["account_id", "start_date", "end_date"]].dropna()
+    out = contract_churn_dates(terms, grace_days, pd.Timestamp(data_end))
     return out.sort_values(["churn_date", "account_id"]).reset_index(drop=True)
 
 
@@ -137,7 +131,7 @@ def final_months(first: pd.Timestamp, data_end: pd.Timestamp, grace_days: int) -
     last_allowed_end = pd.Timestamp(data_end) - pd.Timedelta(days=grace_days)
     months = pd.date_range(start, last_allowed_end, freq="MS")
     months = months[months + pd.offsets.MonthBegin(1) <= last_allowed_end]
-    return pd.DatetimeIndex(months).astype("datetime64[us]")
+    return pd.DatetimeIndex(months.astype("datetime64[us]"))
 
 
 def _segments(accounts: pd.DataFrame | None, ids: pd.Series) -> pd.Series:
@@ -222,7 +216,8 @@ def _count_movements(mv: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _ratio(num: pd.Series | float, den: pd.Series | float) -> pd.Series | float:
     if isinstance(den, pd.Series):
         return (num / den.where(den > 0)).astype(float)
-    return float(num) / float(den) if den and den > 0 else float("nan")
+    n, d = float(num), float(den)  # type: ignore[arg-type]
+    return n / d if d > 0 else float("nan")
 
 
 def add_rates(counts: pd.DataFrame) -> pd.DataFrame:
@@ -414,7 +409,7 @@ def compute_activity_retention(
     snaps = snapshots[["account_id", "snapshot_date"]].drop_duplicates()
     if "segment" in snapshots.columns:
         seg_snap = snapshots.sort_values("snapshot_date").drop_duplicates("account_id", keep="last")
-        seg_frame = seg_snap[["account_id", "segment"]]
+        seg_frame: pd.DataFrame | None = seg_snap[["account_id", "segment"]]
     else:
         seg_frame = accounts
     dates = np.sort(snaps["snapshot_date"].unique())

@@ -231,7 +231,7 @@ def backtest(predictions: pd.DataFrame, min_positives: int = 5) -> pd.DataFrame:
         enough = pos >= min_positives and pos < len(y)
         rows.append(
             {
-                "snapshot_date": pd.Timestamp(date),
+                "snapshot_date": pd.Timestamp(str(date)),
                 "n": len(y),
                 "positives": pos,
                 "churn_rate": float(y.mean()),
@@ -291,7 +291,7 @@ def recommend_retrain(
     latest = backtests.dropna(subset=["roc_auc"]).tail(1) if not backtests.empty else backtests
     if latest is not None and len(latest):
         row = latest.iloc[0]
-        day = pd.Timestamp(row["snapshot_date"]).date()
+        day = pd.to_datetime(str(row["snapshot_date"])).date()
         if row["roc_auc"] < thresholds.min_backtest_auc:
             reasons.append(
                 f"realised ROC-AUC {row['roc_auc']:.3f} on the {day} predictions is below "
