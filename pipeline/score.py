@@ -66,13 +66,13 @@ def scoring_rows(
 
 
 def model_inputs(rows: pd.DataFrame, feature_names: list[str], source: Path) -> pd.DataFrame:
-    """The model's feature matrix, taken from the features table's columns."""
+    """The model's input columns as the features table holds them (the bundle encodes them)."""
     columns = {}
     for name in feature_names:
         col = name + FEAT_SUFFIX if name + FEAT_SUFFIX in rows.columns else name
         if col not in rows.columns:
             raise InputError(f"{source}: missing model feature column {name!r}")
-        columns[name] = pd.to_numeric(rows[col], errors="coerce").astype(float)
+        columns[name] = rows[col]
     return pd.DataFrame(columns, index=rows.index)
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, WithJsonSchema
 
 Tier = Literal["high", "medium", "low"]
 MAX_BATCH_SCHEMA = 10_000  # hard ceiling in the schema; Settings.max_batch is the live limit
@@ -122,11 +123,33 @@ class AtRiskPage(BaseModel):
     items: list[RiskItem]
 
 
-FeatureValue = Annotated[float, Strict(), AllowInfNan(False)] | None
+def _feature_value(value: object) -> float | str | None:
+    """A number (never a boolean, NaN or infinity), a category string, or null."""
+    if value is None or (isinstance(value, str) and len(value) <= 200):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("booleans are not numbers: send 0 or 1")
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise ValueError("must be a finite number (NaN and infinity are rejected)")
+        return number
+    raise ValueError("expected a number, a category string (at most 200 characters) or null")
+
+
+FeatureValue = Annotated[
+    float | str | None,
+    PlainValidator(_feature_value),
+    WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string", "maxLength": 200}, {"type": "null"}]}),
+]
 
 
 class ScoreRow(BaseModel):
-    """One account's feature values; omitted or null features are treated as missing."""
+    """One account's feature values: numbers (never booleans, NaN or infinity), a category
+    string for the model's categorical features; omitted or null features are missing."""
 
     model_config = ConfigDict(extra="forbid")
 

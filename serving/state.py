@@ -100,6 +100,7 @@ class ServingModel:
     metrics: dict[str, float | None]
     feature_names: tuple[str, ...]
     feature_index: dict[str, int]
+    categories: dict[str, frozenset[str]]  # categorical features -> allowed values
     source: str
     fingerprint: str
     loaded_at: datetime
@@ -314,6 +315,10 @@ class ServingState:
                 metrics={str(k): _num(v) for k, v in (bundle.metrics or {}).items()},
                 feature_names=names,
                 feature_index={n: i for i, n in enumerate(names)},
+                categories={
+                    str(k): frozenset(str(v) for v in vals)
+                    for k, vals in getattr(getattr(bundle, "spec", None), "categories", {}).items()
+                },
                 source=s.model_uri,
                 fingerprint=fp,
                 loaded_at=datetime.now(UTC),

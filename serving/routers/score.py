@@ -31,21 +31,39 @@ def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> 
     return JSONResponse(ErrorBody(detail=detail, errors=errors).model_dump(mode="json"), status_code=status)
 
 
-def _matrix(model: ServingModel, body: ScoreRequest) -> tuple[np.ndarray | None, list[FieldError]]:
-    """Rows as a float matrix in the model's feature order (NaN = missing); unknown names rejected."""
-    X = np.full((len(body.rows), len(model.feature_names)), np.nan)
+def _frame(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
+    """Rows in the model's feature order (NaN/None = missing); unknown names and wrong kinds rejected."""
+    n = len(body.rows)
+    X = np.full((n, len(model.feature_names)), np.nan)
+    cats: dict[str, list[str | None]] = {name: [None] * n for name in model.categories}
     index = model.feature_index
     errors: list[FieldError] = []
     for r, row in enumerate(body.rows):
         for name, value in row.features.items():
             j = index.get(name)
+            where = f"rows.{r}.features.{name}"
             if j is None:
-                errors.append(FieldError(field=f"rows.{r}.features.{name}", message="unknown feature"))
-                if len(errors) >= 20:
-                    return None, errors
-            elif value is not None:
+                errors.append(FieldError(field=where, message="unknown feature"))
+            elif value is None:
+                continue
+            elif name in cats:
+                if not isinstance(value, str) or value not in model.categories[name]:
+                    allowed = ", ".join(sorted(model.categories[name])[:20])
+                    errors.append(FieldError(field=where, message=f"expected one of: {allowed}"))
+                else:
+                    cats[name][r] = value
+            elif isinstance(value, str):
+                errors.append(FieldError(field=where, message="expected a number"))
+            else:
                 X[r, j] = value
-    return (None if errors else X), errors
+            if len(errors) >= 20:
+                return None, errors
+    if errors:
+        return None, errors
+    columns: dict[str, Any] = {}
+    for j, name in enumerate(model.feature_names):
+        columns[name] = pd.Series(cats[name], dtype=object) if name in cats else X[:, j]
+    return pd.DataFrame(columns), errors
 
 
 def _reason(r: Any) -> Reason:
@@ -67,11 +85,9 @@ def score(
             f"batch of {len(body.rows)} rows exceeds the limit of {settings.max_batch}",
             [FieldError(field="rows", message=f"at most {settings.max_batch} rows")],
         )
-    X, errors = _matrix(model, body)
-    if X is None:
-        names = ", ".join(e.field for e in errors[:3])
-        return _error(422, f"unknown feature names: {names}", errors)
-    frame = pd.DataFrame(X, columns=list(model.feature_names))
+    frame, errors = _frame(model, body)
+    if frame is None:
+        return _error(422, f"{errors[0].field}: {errors[0].message}", errors)
     risk = np.clip(np.asarray(model.bundle.predict_proba(frame), dtype=float), 0.0, 1.0)
     tiers = assign_tiers(risk, request.app.state.tiers)
     reasons: list[list[Reason]] | None = None
