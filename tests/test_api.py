@@ -203,7 +203,7 @@ def test_score_strict_validation_names_field(client: TestClient, body: dict, fie
 
 @pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_score_rejects_non_finite(client: TestClient, token: str) -> None:
-    raw = '{"rows": [{"features": {"active_users_30d": %s}}]}' % token
+    raw = '{"rows": [{"features": {"active_users_30d": TOKEN}}]}'.replace("TOKEN", token)
     r = client.post("/v1/score", headers={**READ, "Content-Type": "application/json"}, content=raw)
     assert r.status_code == 422, r.text
 
