@@ -15,6 +15,15 @@ from __future__ import annotations
 import pandas as pd
 
 from churnguard.errors import InputError
+from churnguard.params import Section
+
+
+class SplitParams(Section):
+    """params.yaml `split` section."""
+
+    test_months: int = 6
+    valid_months: int = 3
+
 
 TRAIN = "train"
 VALID = "valid"

@@ -7,13 +7,13 @@ label and the contract facts later stages need (docs/architecture.md).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
+from churnguard import tables
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
 from features.snapshots import SnapshotParams, build_snapshots
@@ -23,35 +23,20 @@ log = logging.getLogger(__name__)
 
 def read_clean(validated: Path, name: str) -> pd.DataFrame | None:
     """A clean table from the validated folder, or None when the (optional) table is absent."""
-    try:
-        from churnguard import tables  # type: ignore[attr-defined]  # optional, may not exist yet
-
-        return tables.read_clean(validated, name)
-    except (ImportError, AttributeError):
-        path = validated / f"{name}.parquet"
-        return pd.read_parquet(path) if path.exists() else None
+    return tables.read_clean(validated, name)
 
 
 def events_glob(validated: Path) -> str:
     """The glob of the validated usage-event Parquet parts (error when there are none)."""
-    folder = validated / "usage_events"
+    folder = validated / tables.EVENTS_DIR
     if not folder.is_dir() or not any(folder.glob("*.parquet")):
-        single = validated / "usage_events.parquet"
-        if single.exists():
-            return str(single)
         raise InputError(f"{folder}: no usage_events Parquet parts in the validated folder")
-    return str(folder / "*.parquet")
+    return tables.events_glob(validated)
 
 
 def read_data_end(validated: Path) -> pd.Timestamp:
     """`data_end` from validation_report.json, as a naive UTC timestamp."""
-    path = validated / "validation_report.json"
-    if not path.exists():
-        raise InputError(f"{path}: validation report not found (run the validate stage first)")
-    report = json.loads(path.read_text(encoding="utf-8"))
-    if "data_end" not in report:
-        raise InputError(f"{path}: no 'data_end' field")
-    ts = pd.Timestamp(report["data_end"])
+    ts = pd.Timestamp(tables.data_end(validated))
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
 
 

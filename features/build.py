@@ -1,0 +1,223 @@
+"""Assemble every feature family per (account_id, snapshot_date), plus the health score.
+
+`build_features` is a deterministic function of the data known at each t and of the
+fitted state (core events and the text model), which the caller fits once on the
+training months (`fit_feature_state`) and then holds fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from churnguard.contract import TABLES
+from churnguard.params import Section
+from features.contract_features import build_contract_features, finish_contract_features
+from features.engine import Engine
+from features.health import HealthParams, compute_health
+from features.onboarding import build_onboarding_features
+from features.relationship import build_relationship_features
+from features.support import build_support_features, finish_support_features
+from features.surveys import build_comment_features, build_survey_features
+from features.text import TextModel, fit_text_model, score_comments
+from features.usage import build_usage_features, infer_core_events
+
+log = logging.getLogger(__name__)
+
+KEYS = ["account_id", "snapshot_date"]
+
+
+class TextParams(Section):
+    min_df: int = 2
+    ngram_range: tuple[int, int] = (1, 3)
+    alpha: float = 1.0
+    min_comments: int = 30
+
+
+class EngineParams(Section):
+    threads: int | None = None
+    memory_limit: str | None = None
+
+
+class FeatureParams(Section):
+    """params.yaml `features` section."""
+
+    core_events: list[str] | None = None
+    core_events_top_n: int = 3
+    sla_first_response_hours: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 4, "high": 8, "medium": 24, "low": 72}
+    )
+    sla_resolution_hours: dict[str, float] = Field(
+        default_factory=lambda: {"urgent": 24, "high": 72, "medium": 168, "low": 336}
+    )
+    onboarding_days: int = 120
+    onboarding_min_users: int = 3
+    survey_wave_days: int = 90
+    currency: str = "USD"
+    text: TextParams = Field(default_factory=TextParams)
+    engine: EngineParams = Field(default_factory=EngineParams)
+
+
+@dataclass
+class FittedState:
+    """The fitted parts of the feature stage: core events and the text model."""
+
+    core_events: list[str]
+    text_model: TextModel
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: Path) -> None:
+        self.text_model.metadata["core_events"] = list(self.core_events)
+        self.text_model.metadata.update(self.info)
+        self.text_model.save(folder)
+
+    @classmethod
+    def load(cls, folder: Path) -> FittedState:
+        model = TextModel.load(folder)
+        return cls(core_events=list(model.metadata.get("core_events") or []), text_model=model)
+
+
+def with_contract_columns(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """Add the contract's optional columns a table lacks, as typed nulls (never mutates)."""
+    out = frame.copy()
+    for col in TABLES[table].columns:
+        if col.name in out:
+            continue
+        if col.kind == "timestamp":
+            out[col.name] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[us]")
+        elif col.kind in ("float", "int"):
+            out[col.name] = np.nan
+        elif col.kind == "bool":
+            out[col.name] = pd.Series(pd.NA, index=out.index, dtype="boolean")
+        else:
+            out[col.name] = pd.Series(pd.NA, index=out.index, dtype="string")
+    return out
+
+
+def fit_feature_state(
+    engine: Engine, surveys: pd.DataFrame | None, cutoff: pd.Timestamp | None, params: FeatureParams
+) -> FittedState:
+    """Core events (params or inferred before `cutoff`) and the text model (fitted before `cutoff`)."""
+    if params.core_events:
+        core, source = list(params.core_events), "params"
+    else:
+        core, source = infer_core_events(engine, cutoff, params.core_events_top_n), "inferred"
+    if surveys is not None and "comment" in surveys:
+        before = surveys if cutoff is None else surveys[surveys["submitted_at"] < cutoff]
+        text_model = fit_text_model(
+            before["comment"],
+            before["nps"] if "nps" in before else pd.Series(np.nan, index=before.index),
+            cutoff=cutoff,
+            ngram_range=params.text.ngram_range,
+            min_df=params.text.min_df,
+            alpha=params.text.alpha,
+            min_comments=params.text.min_comments,
+        )
+    else:
+        text_model = TextModel(pipeline=None, metadata={"fitted": False, "reason": "no survey comments"})
+    info = {"core_events_source": source, "fit_cutoff": None if cutoff is None else cutoff.isoformat()}
+    return FittedState(core_events=core, text_model=text_model, info=info)
+
+
+def build_features(
+    engine: Engine,
+    snaps: pd.DataFrame,
+    tables: dict[str, pd.DataFrame | None],
+    params: FeatureParams,
+    health: HealthParams,
+    state: FittedState,
+) -> pd.DataFrame:
+    """Feature rows keyed by account_id, snapshot_date, sorted; `health_*` columns last.
+
+    `engine` must already hold the event aggregates (`prepare_event_aggregates`).
+    `tables` maps contract table names to clean frames (None = absent).
+    """
+    snap_cols = [
+        "account_id",
+        "snapshot_date",
+        "mrr",
+        "seats",
+        "billing_period",
+        "days_to_renewal",
+        "segment",
+    ]
+    base = snaps[[c for c in snap_cols if c in snaps]].drop_duplicates(KEYS).reset_index(drop=True)
+    engine.register("snaps", base[KEYS])
+    accounts = tables["accounts"]
+    if accounts is None:
+        raise ValueError("accounts table is required")
+    engine.register("accounts_t", with_contract_columns(accounts, "accounts"))
+
+    subs = tables.get("subscriptions")
+    raw_contract = None
+    if subs is not None:
+        engine.register("subscriptions_t", with_contract_columns(subs, "subscriptions"))
+        raw_contract = build_contract_features(engine, "snaps", "subscriptions_t", set(subs.columns))
+    out = finish_contract_features(base, raw_contract, accounts)
+
+    usage = build_usage_features(engine, "snaps", state.core_events)
+    out = out.merge(usage, on=KEYS, how="left")
+    if "seats" in out:
+        out["seat_utilisation_30d"] = out["active_users_30d"] / out["seats"].where(out["seats"] > 0)
+
+    tickets = tables.get("tickets")
+    if tickets is not None:
+        engine.register("tickets_t", with_contract_columns(tickets, "tickets"))
+        raw = build_support_features(
+            engine, "snaps", "tickets_t", params.sla_first_response_hours, params.sla_resolution_hours
+        )
+        out = out.merge(finish_support_features(base[KEYS], raw), on=KEYS, how="left")
+
+    users = tables.get("users")
+    if users is not None:
+        engine.register("users_t", with_contract_columns(users, "users"))
+        out = out.merge(build_relationship_features(engine, "snaps", "users_t"), on=KEYS, how="left")
+
+    surveys = tables.get("surveys")
+    if surveys is not None:
+        surveys = with_contract_columns(surveys, "surveys")
+        engine.register("surveys_t", surveys)
+        out = out.merge(build_survey_features(engine, "snaps", "surveys_t", params.survey_wave_days), on=KEYS)
+        comments = score_comments(surveys, state.text_model)
+        engine.register("comments_t", comments)
+        comment_feats = build_comment_features(engine, "snaps", "comments_t", state.text_model.fitted)
+        out = out.merge(comment_feats, on=KEYS, how="left")
+
+    onboarding = build_onboarding_features(
+        engine, "snaps", "accounts_t", state.core_events, params.onboarding_days, params.onboarding_min_users
+    )
+    out = out.merge(onboarding, on=KEYS, how="left")
+
+    out = pd.concat([out, compute_health(out, health)], axis=1)
+    out["account_id"] = out["account_id"].astype("string")
+    out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[us]")
+    return out.sort_values(["snapshot_date", "account_id"]).reset_index(drop=True)
+
+
+def feature_columns(features: pd.DataFrame) -> list[str]:
+    """Model input columns: everything but the keys and the health-score outputs."""
+    return [c for c in features.columns if c not in KEYS and not c.startswith("health_")]
+
+
+def describe(features: pd.DataFrame) -> dict[str, Any]:
+    """Small JSON-able summary for the metrics file."""
+    cats = [c for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)]
+    return {
+        "rows": len(features),
+        "accounts": int(features["account_id"].nunique()),
+        "snapshot_dates": int(features["snapshot_date"].nunique()),
+        "feature_count": len(feature_columns(features)),
+        "categorical_features": cats,
+        "health_tier_counts": {str(k): int(v) for k, v in features["health_tier"].value_counts().items()},
+    }
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,82 @@
+"""The SQL engine the feature definitions run on (DuckDB by default).
+
+Feature SQL in `features/*.py` is standard SQL (joins, CASE, COUNT(DISTINCT), window
+functions) so that a Spark backend can run the same text. The few dialect-specific
+pieces (reading Parquet, day arithmetic) live here, behind `Dialect`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """SQL snippets that differ between engines (DuckDB here; Spark equivalents noted)."""
+
+    name: str = "duckdb"
+
+    def day(self, ts: str) -> str:
+        """The midnight of a timestamp's day, as a timestamp (Spark: date_trunc('DAY', ts))."""
+        return f"CAST(CAST({ts} AS DATE) AS TIMESTAMP)"
+
+    def days_between(self, start: str, end: str) -> str:
+        """Whole days from `start` to `end` (Spark: datediff(end, start))."""
+        return f"date_diff('day', CAST({start} AS DATE), CAST({end} AS DATE))"
+
+    def hours_between(self, start: str, end: str) -> str:
+        """Fractional hours from `start` to `end` (Spark: (unix_timestamp(end) - unix_timestamp(start)) / 3600)."""
+        return f"(epoch({end}) - epoch({start})) / 3600.0"
+
+    def minus_days(self, ts: str, days: int) -> str:
+        """`ts` minus a whole number of days (standard interval literal)."""
+        return f"({ts} - INTERVAL '{int(days)}' DAY)"
+
+    def parquet(self, path_glob: str) -> str:
+        """A table expression reading Parquet files (Spark: parquet.`path`)."""
+        return "read_parquet('" + path_glob.replace("'", "''") + "')"
+
+
+def sql_string(value: str) -> str:
+    """A standard SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class Engine:
+    """A DuckDB connection with named tables and views; `query` returns pandas frames."""
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+        self.dialect = Dialect()
+        self.con = duckdb.connect()
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = {sql_string(memory_limit)}")
+        self.con.execute("SET preserve_insertion_order = false")
+
+    def register(self, name: str, frame: pd.DataFrame) -> None:
+        """Expose a pandas frame as a table named `name`."""
+        self.con.register(name, frame)
+
+    def create_table(self, name: str, sql: str) -> None:
+        """Materialise a query as a table (used for the small per-day event aggregates)."""
+        self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
+
+    def create_view(self, name: str, sql: str) -> None:
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+
+    def query(self, sql: str) -> pd.DataFrame:
+        return self.con.execute(sql).df()
+
+    def scalar(self, sql: str) -> object:
+        row = self.con.execute(sql).fetchone()
+        return None if row is None else row[0]
+
+    def close(self) -> None:
+        self.con.close()
