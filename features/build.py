@@ -208,7 +208,11 @@ def feature_columns(features: pd.DataFrame) -> list[str]:
 
 def describe(features: pd.DataFrame) -> dict[str, Any]:
     """Small JSON-able summary for the metrics file."""
-    cats = [c for c in features.columns if isinstance(features[c].dtype, pd.CategoricalDtype)]
+    cats = [
+        c
+        for c in feature_columns(features)
+        if not (pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_datetime64_any_dtype(features[c]))
+    ]
     return {
         "rows": len(features),
         "accounts": int(features["account_id"].nunique()),

@@ -67,7 +67,7 @@ def finish_contract_features(
     created = accounts.set_index("account_id")["created_at"]
     out["account_age_days"] = (out["snapshot_date"] - out["account_id"].map(created)).dt.days.astype(float)
     if "segment" in snaps:
-        out["segment"] = snaps["segment"].astype("category")
+        out["segment"] = snaps["segment"].astype("string")
     if raw is None:
         return out
     out["mrr"] = snaps["mrr"].astype(float)
@@ -83,5 +83,5 @@ def finish_contract_features(
     out["mrr_change_90d_ratio"] = out["mrr_change_90d"] / out["mrr_90d_ago"].where(out["mrr_90d_ago"] > 0)
     out["cancellation_recorded"] = out["cancellation_recorded"].astype(float)
     out["term_length_days"] = out["term_length_days"].astype(float)
-    out["plan"] = out["plan"].astype("category")
+    out["plan"] = out["plan"].astype("string")
     return out.drop(columns=["first_start", "terms_started", "mrr_90d_ago"])
