@@ -35,7 +35,7 @@ def read_clean(validated_dir: Path, name: str, columns: list[str] | None = None)
             raise InputError(f"{path}: required clean table {name!r} not found; run the validate stage")
         return None
     frame = pd.read_parquet(path, columns=columns)
-    dtypes = clean_dtypes(TABLES[name])
+    dtypes: dict[str, Any] = clean_dtypes(TABLES[name])
     out = frame.copy()
     for col, dtype in dtypes.items():
         if col in out.columns and str(out[col].dtype) != dtype:

@@ -46,8 +46,9 @@ def run(
     out_dir: Path,
     end_date: str | None = None,
     chunk_rows: int = ValidateParams().chunk_rows,
-    end_quantile: float = ValidateParams().end_quantile,
-    end_slack_days: int = ValidateParams().end_slack_days,
+    end_density: float = ValidateParams().end_density,
+    end_gap_days: int = ValidateParams().end_gap_days,
+    end_max_tail: float = ValidateParams().end_max_tail,
     memory_limit: str = ValidateParams().memory_limit,
     now: pd.Timestamp | None = None,
 ) -> dict[str, Any]:
@@ -76,8 +77,9 @@ def run(
                 "timestamp",
                 staged.columns["timestamp"],
                 now=now if now is not None else pd.Timestamp.now(tz="UTC"),
-                quantile=end_quantile,
-                slack_days=end_slack_days,
+                density=end_density,
+                gap_days=end_gap_days,
+                max_tail=end_max_tail,
             )
             if inferred is None:
                 raise InputError(
@@ -164,8 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         out_dir=args.out,
         end_date=params.end_date,
         chunk_rows=params.chunk_rows,
-        end_quantile=params.end_quantile,
-        end_slack_days=params.end_slack_days,
+        end_density=params.end_density,
+        end_gap_days=params.end_gap_days,
+        end_max_tail=params.end_max_tail,
         memory_limit=params.memory_limit,
     )
     print(json.dumps(report["totals"]))

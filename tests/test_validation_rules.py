@@ -55,7 +55,13 @@ def test_clean_row_passes_with_contract_types() -> None:
 
 def test_missing_required_includes_blank_and_null_tokens() -> None:
     raw = _tickets(account_id=["A1", "", "  ", "NULL", None])
-    assert _reasons(raw) == [None, "missing_required", "missing_required", "missing_required", "missing_required"]
+    assert _reasons(raw) == [
+        None,
+        "missing_required",
+        "missing_required",
+        "missing_required",
+        "missing_required",
+    ]
 
 
 def test_unparseable_timestamp_and_zone_conversion() -> None:
@@ -70,7 +76,12 @@ def test_unparseable_timestamp_and_zone_conversion() -> None:
 
 
 def test_unparseable_number() -> None:
-    assert _reasons(_tickets(csat=["4", "four", "4.5", ""])) == [None, "unparseable_number", "unparseable_number", None]
+    assert _reasons(_tickets(csat=["4", "four", "4.5", ""])) == [
+        None,
+        "unparseable_number",
+        "unparseable_number",
+        None,
+    ]
 
 
 def test_unknown_category_after_normalising_spelling() -> None:
@@ -307,3 +318,43 @@ def test_clean_output_validates_again_without_quarantine() -> None:
     assert second.report["rows_quarantined"] == 0
     assert second.report["repairs"] == {}
     pd.testing.assert_frame_equal(second.clean, first.clean)
+
+
+def _daily(counts: dict[str, int]) -> pd.Series:
+    return pd.Series({pd.Timestamp(day): n for day, n in counts.items()})
+
+
+def test_end_day_ignores_sparse_and_detached_future_days() -> None:
+    from churnguard.validation.end_date import infer_end_day
+
+    days = {str(d.date()): 1000 for d in pd.date_range("2024-01-01", "2024-03-31")}
+    assert infer_end_day(_daily(days)) == pd.Timestamp("2024-03-31")
+    # A few events a day or two after the end (clock skew), and one years ahead.
+    noisy = {**days, "2024-04-01": 3, "2024-04-02": 1, "2031-01-01": 2}
+    assert infer_end_day(_daily(noisy)) == pd.Timestamp("2024-03-31")
+    # Sparse data: a lone event far after the rest is detached.
+    sparse = {"2024-01-01": 40, "2024-01-02": 30, "2024-01-04": 50, "2030-05-05": 1}
+    assert infer_end_day(_daily(sparse)) == pd.Timestamp("2024-01-04")
+
+
+def test_end_day_never_drops_a_real_tail() -> None:
+    from churnguard.validation.end_date import infer_end_day
+
+    # A quiet last week (weekend-like, 10 % of the median) is still data.
+    days = {str(d.date()): 1000 for d in pd.date_range("2024-01-01", "2024-03-24")}
+    days |= {str(d.date()): 100 for d in pd.date_range("2024-03-25", "2024-03-31")}
+    assert infer_end_day(_daily(days)) == pd.Timestamp("2024-03-31")
+    # A detached block holding more than 1 % of events is real, not a typo.
+    block = {**days, **{str(d.date()): 1000 for d in pd.date_range("2024-05-01", "2024-05-05")}}
+    assert infer_end_day(_daily(block)) == pd.Timestamp("2024-05-05")
+
+
+def test_declared_end_date_parsing() -> None:
+    from churnguard.errors import InputError
+    from churnguard.validation.end_date import future_cutoff, parse_end_date
+
+    assert parse_end_date("2024-03-31") == pd.Timestamp("2024-03-31 23:59:59.999999")
+    assert parse_end_date("2024-03-31T12:00:00+09:00") == pd.Timestamp("2024-03-31 03:00")
+    assert future_cutoff(parse_end_date("2024-03-31")) == pd.Timestamp("2024-04-01")
+    with pytest.raises(InputError, match="end_date"):
+        parse_end_date("soon")

@@ -16,8 +16,12 @@ class ValidateParams(Section):
 
     end_date: str | None = None  # data end; None = inferred from the event log
     chunk_rows: int = 2_000_000  # event rows per streamed bucket (bounds peak memory)
-    end_quantile: float = 0.9999  # inference: percentile of event timestamps ...
-    end_slack_days: int = 2  # ... plus this many days bounds the plausible end
+    # Inference of the data end (see churnguard/validation/end_date.py): trailing days
+    # with fewer events than end_density x the median day, or more than end_gap_days after
+    # the previous day, are not the end, as long as they hold < end_max_tail of events.
+    end_density: float = 0.02
+    end_gap_days: int = 7
+    end_max_tail: float = 0.01
     memory_limit: str = "3GB"  # DuckDB's memory cap; it spills to disk beyond it
 
 

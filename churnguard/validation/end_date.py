@@ -1,14 +1,15 @@
 """The data's end date: declared in params.yaml, or inferred from the event log.
 
-Inference (documented in docs/data_contract.md): among event timestamps that parse and
-are not after the wall clock (+1 day), take the `quantile` (default 99.99th percentile,
-approximate and streaming); events more than `slack_days` after the end of that
-percentile's day are treated as absurd; the data end is the latest event timestamp
-that remains. A handful of events stamped years ahead (clock bugs, typos) therefore
-never moves the end, while the true last days of the log, which hold far more than
-0.01 % of events, always stay inside. Timestamps on or after the start of the day
-following the data end are `future_timestamp` in every table (except columns marked
-`future_ok`, such as the end of a paid term).
+Inference (documented in docs/data_contract.md): count the event timestamps that parse
+and are not after the wall clock (+1 day) per UTC day. Walking back from the latest
+day, drop days that are sparse (< 2 % of the median day's events) or detached (more
+than 7 days after the previous day with events), but never more than 1 % of all
+events. The data end is the latest event timestamp on the remaining last day. Events
+stamped days or years ahead by clock bugs or typos are few per day or far away, so they
+never move the end; the real last days of the log are dense and contiguous, so they
+stay. Timestamps on or after the start of the day following the data end are
+`future_timestamp` in every table (except columns marked `future_ok`, such as the
+end of a paid term).
 """
 
 from __future__ import annotations
@@ -47,25 +48,53 @@ def timestamp_sql(column: str, sql_type: str) -> str:
     return f"CAST(try_cast(trim(CAST({ref} AS VARCHAR)) AS TIMESTAMPTZ) AS TIMESTAMP)"
 
 
+def infer_end_day(
+    daily: pd.Series, density: float = 0.02, gap_days: int = 7, max_tail: float = 0.01
+) -> pd.Timestamp:
+    """The last day of the data from event counts per day (index: day, values: counts).
+
+    Walking back from the latest day, a day is dropped while it is sparse (fewer events
+    than `density` x the median day) or detached (more than `gap_days` after the day
+    before it), as long as the dropped days hold less than `max_tail` of all events.
+    """
+    days = daily[daily > 0].sort_index()
+    if days.empty:
+        raise ValueError("no events to infer the data end from")
+    index = list(days.index)
+    counts = days.to_numpy(dtype=float)
+    total, median = counts.sum(), float(pd.Series(counts).median())
+    i, dropped = len(index) - 1, 0.0
+    while i > 0:
+        sparse = counts[i] < density * median
+        detached = (index[i] - index[i - 1]) > pd.Timedelta(days=gap_days)
+        if not (sparse or detached) or (dropped + counts[i]) / total >= max_tail:
+            break
+        dropped += counts[i]
+        i -= 1
+    return pd.Timestamp(index[i])
+
+
 def infer_data_end(
     con: duckdb.DuckDBPyConnection,
     relation: str,
     ts_column: str,
     ts_type: str,
     now: pd.Timestamp,
-    quantile: float = 0.9999,
-    slack_days: int = 2,
+    density: float = 0.02,
+    gap_days: int = 7,
+    max_tail: float = 0.01,
 ) -> pd.Timestamp | None:
     """Infer the data end from the event timestamps in `relation` (None when none parse)."""
     ts = timestamp_sql(ts_column, ts_type)
     ceiling = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + pd.Timedelta(days=1)
     valid = f"(SELECT {ts} AS ts FROM {relation}) WHERE ts IS NOT NULL AND ts < TIMESTAMP '{ceiling}'"
-    row = con.execute(f"SELECT approx_quantile(epoch_us(ts), {quantile}) FROM {valid}").fetchall()[0]
-    if row is None or row[0] is None:
+    rows = con.execute(
+        f"SELECT CAST(date_trunc('day', ts) AS TIMESTAMP) AS d, count(*) FROM {valid} GROUP BY d"
+    ).fetchall()
+    if not rows:
         return None
-    q = pd.Timestamp(int(row[0]), unit="us").normalize()
-    limit = q + pd.Timedelta(days=1 + slack_days)
+    daily = pd.Series({pd.Timestamp(d): n for d, n in rows})
+    end_day = infer_end_day(daily, density=density, gap_days=gap_days, max_tail=max_tail)
+    limit = end_day + pd.Timedelta(days=1)
     end = con.execute(f"SELECT max(ts) FROM {valid} AND ts < TIMESTAMP '{limit}'").fetchall()[0]
-    if end is None or end[0] is None:
-        return None
     return pd.Timestamp(end[0]).as_unit("us")

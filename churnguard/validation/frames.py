@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -75,7 +76,8 @@ def repair_text_columns(raw: pd.DataFrame, table: Table) -> pd.DataFrame:
             fixed.append(text)
             if repaired:
                 flags[i] = True
-        out[col.name] = pd.array(fixed, dtype="str") if values else out[col.name]
+        if values:
+            out[col.name] = pd.Series(fixed, index=out.index, dtype="str")
     out["_enc_repaired"] = flags
     return out
 
@@ -94,7 +96,7 @@ def with_meta(raw: pd.DataFrame, source_file: str) -> pd.DataFrame:
 
 def coerce_clean(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Give a clean table the dtypes of `contract.clean_dtypes` (a new frame)."""
-    dtypes = clean_dtypes(table)
+    dtypes: dict[str, Any] = clean_dtypes(table)
     out = frame.copy()
     for name, dtype in dtypes.items():
         if name in out.columns and str(out[name].dtype) != dtype:

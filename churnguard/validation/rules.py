@@ -96,10 +96,7 @@ def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
             value = f"CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP)"
         return value, f"({s} IS NOT NULL AND {value} IS NULL)"
     if col.kind in ("float", "int"):
-        if _is_numeric(upper):
-            number = f"CAST({ref} AS DOUBLE)"
-        else:
-            number = f"try_cast({s} AS DOUBLE)"
+        number = f"CAST({ref} AS DOUBLE)" if _is_numeric(upper) else f"try_cast({s} AS DOUBLE)"
         bad = f"({s} IS NOT NULL AND ({number} IS NULL OR NOT isfinite({number})"
         if col.kind == "int":
             bad += f" OR {number} <> floor({number}) OR abs({number}) > 9e15"
@@ -135,8 +132,15 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     layer1 += [quote(c.name) for c in present]
 
     values: list[str] = []
-    missing, ts_bad, num_bad, cat_bad, rng_bad, order_bad, future_bad = [], [], [], [], [], [], []
-    normalised, defaulted = [], []
+    missing: list[str] = []
+    ts_bad: list[str] = []
+    num_bad: list[str] = []
+    cat_bad: list[str] = []
+    rng_bad: list[str] = []
+    order_bad: list[str] = []
+    future_bad: list[str] = []
+    normalised: list[str] = []
+    defaulted: list[str] = []
     for col in table.columns:
         target = quote("v_" + col.name)
         if col not in present:
