@@ -377,9 +377,8 @@ def compute_contract_retention(
         _count_renewals(ren, ["segment", "period"]), how="left"
     )
     for frame in (by_month, by_seg):
-        frame[["terms_up_for_renewal", "terms_renewed"]] = frame[
-            ["terms_up_for_renewal", "terms_renewed"]
-        ].fillna(0)
+        terms = ["terms_up_for_renewal", "terms_renewed"]
+        frame[terms] = frame[terms].fillna(0).astype(int)
     overall_by_segment = {str(seg): _overall(part) for seg, part in by_seg.groupby(level="segment")}
     logo, revenue, sizes = cohort_retention(subscriptions, grace_days, data_end, max_cohort_age)
     by_billing = add_rates(_count_renewals(ren, ["billing_period"])) if len(ren) else pd.DataFrame()

@@ -310,7 +310,8 @@ def _month_key(ts: Any) -> str:
 
 
 def _period_table(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    return {_month_key(i): _json_safe(row.to_dict()) for i, row in frame.iterrows()}
+    records = frame.to_dict(orient="records")  # keeps each column's type (counts stay ints)
+    return {_month_key(i): _json_safe(r) for i, r in zip(frame.index, records, strict=True)}
 
 
 def retention_json(

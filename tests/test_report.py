@@ -21,7 +21,9 @@ from pipeline import report
 T = pd.Timestamp
 
 
-def _write_inputs(root: Path, *, with_subscriptions: bool = True) -> dict[str, Path]:
+def _write_inputs(
+    root: Path, *, with_subscriptions: bool = True, with_history: bool = False
+) -> dict[str, Path]:
     """A 60-account company, monthly terms 2023-01..2024-06, snapshots and two features."""
     rng = np.random.default_rng(3)
     validated = root / "validated"
@@ -65,6 +67,15 @@ def _write_inputs(root: Path, *, with_subscriptions: bool = True) -> dict[str, P
     feats["logins_30d"] = rng.poisson(20, len(feats)).astype(float)
     feats["tickets_open"] = np.where(rng.uniform(size=len(feats)) < 0.1, np.nan, rng.poisson(2, len(feats)))
     feats.to_parquet(root / "features.parquet")
+    if with_history:  # past scoring runs: risk informative of the realised label
+        hist = snap[["account_id", "snapshot_date"]].copy()
+        signal = snap["label"].fillna(0).to_numpy()
+        hist["risk"] = np.clip(0.05 + 0.5 * signal + rng.normal(0, 0.15, len(hist)), 0.001, 0.999)
+        hist["scored_at"] = hist["snapshot_date"] + pd.Timedelta(hours=6)
+        hist["risk_tier"] = np.where(hist["risk"] > 0.3, "high", "low")
+        hist["model_version"] = "1"
+        (root / "scores").mkdir()
+        hist.to_parquet(root / "scores" / "history.parquet")
     params = root / "params.yaml"
     params.write_text(
         yaml.safe_dump(
@@ -135,3 +146,17 @@ def test_missing_inputs_are_clear_errors(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({"report": {"psi_bandz": [0.1, 0.2]}}))
     with pytest.raises(InputError, match="psi_bandz"):
         report.main(_argv(tmp_path, paths["validated"], bad))
+
+
+def test_backtest_and_score_drift_from_score_history(tmp_path: Path) -> None:
+    paths = _write_inputs(tmp_path, with_history=True)
+    report.main(_argv(tmp_path, paths["validated"], paths["params"]))
+    mon = json.loads((tmp_path / "metrics" / "monitoring.json").read_text())
+    assert mon["backtest"]["source"].startswith("score history")
+    dates = [r["snapshot_date"][:10] for r in mon["backtest"]["by_date"]]
+    assert dates[0] == "2023-04-01" and dates[-1] == "2024-04-01"  # horizon passed by data_end
+    aucs = [r["roc_auc"] for r in mon["backtest"]["by_date"] if r["roc_auc"] is not None]
+    assert aucs and min(aucs) > 0.8  # the history's risks carry the label signal
+    assert mon["score_drift"]["source"].startswith("score history")
+    html = (tmp_path / "reports" / "report.html").read_text()
+    assert 'data-plot="backtest"' in html
