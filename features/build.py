@@ -27,7 +27,7 @@ from features.relationship import build_relationship_features
 from features.support import build_support_features, finish_support_features
 from features.surveys import build_comment_features, build_survey_features
 from features.text import TextModel, fit_text_model, score_comments
-from features.usage import build_usage_features, infer_core_events
+from features.usage import build_usage_features, count_event_types, infer_core_events
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +71,23 @@ class FittedState:
 
     core_events: list[str]
     text_model: TextModel
+    n_event_types: int = 0
     info: dict[str, Any] = field(default_factory=dict)
 
     def save(self, folder: Path) -> None:
         self.text_model.metadata["core_events"] = list(self.core_events)
+        self.text_model.metadata["n_event_types"] = self.n_event_types
         self.text_model.metadata.update(self.info)
         self.text_model.save(folder)
 
     @classmethod
     def load(cls, folder: Path) -> FittedState:
         model = TextModel.load(folder)
-        return cls(core_events=list(model.metadata.get("core_events") or []), text_model=model)
+        return cls(
+            core_events=list(model.metadata.get("core_events") or []),
+            text_model=model,
+            n_event_types=int(model.metadata.get("n_event_types") or 0),
+        )
 
 
 def with_contract_columns(frame: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -123,7 +129,8 @@ def fit_feature_state(
     else:
         text_model = TextModel(pipeline=None, metadata={"fitted": False, "reason": "no survey comments"})
     info = {"core_events_source": source, "fit_cutoff": None if cutoff is None else cutoff.isoformat()}
-    return FittedState(core_events=core, text_model=text_model, info=info)
+    n_types = count_event_types(engine, cutoff)
+    return FittedState(core_events=core, text_model=text_model, n_event_types=n_types, info=info)
 
 
 def build_features(
@@ -195,7 +202,7 @@ def build_features(
     )
     out = out.merge(onboarding, on=KEYS, how="left")
 
-    out = pd.concat([out, compute_health(out, health)], axis=1)
+    out = pd.concat([out, compute_health(out, health, state.n_event_types)], axis=1)
     out["account_id"] = out["account_id"].astype("string")
     out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[us]")
     return out.sort_values(["snapshot_date", "account_id"]).reset_index(drop=True)

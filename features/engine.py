@@ -75,8 +75,8 @@ class Engine:
         return self.con.execute(sql).df()
 
     def scalar(self, sql: str) -> object:
-        row = self.con.execute(sql).fetchone()
-        return None if row is None else row[0]
+        rows = self.con.execute(sql).fetchall()  # fetchall completes the result (DuckDB 2)
+        return rows[0][0] if rows else None
 
     def close(self) -> None:
         self.con.close()

@@ -22,6 +22,7 @@ class HealthRules(Section):
 
     target_seat_utilisation: float = 0.7  # active users / seats at which usage scores full marks
     trend_floor: float = -0.5  # 30d-vs-previous-30d change at which the trend scores 0
+    breadth_target_share: float = 0.6  # share of known event types used in 30 days for full marks
     bug_open_penalty: float = 25.0  # per open high/urgent bug
     sla_breach_penalty: float = 10.0  # per SLA breach in 90 days
     csat_penalty_per_point: float = 10.0  # per CSAT point below 5
@@ -104,12 +105,24 @@ def _relationship(f: pd.DataFrame, r: HealthRules) -> pd.Series:
     return score.clip(0, 100)
 
 
-def compute_health(features: pd.DataFrame, params: HealthParams) -> pd.DataFrame:
-    """health_<component> (0-100 or NaN), health_score (0-100) and health_tier per row."""
+def _adoption(f: pd.DataFrame, r: HealthRules, n_event_types: int) -> pd.Series:
+    core = _col(f, "core_event_adoption_30d_share").clip(0, 1)
+    if n_event_types <= 0:
+        return 100 * core
+    breadth = (_col(f, "distinct_events_30d") / (r.breadth_target_share * n_event_types)).clip(0, 1)
+    return 100 * (core.fillna(breadth) + breadth) / 2
+
+
+def compute_health(features: pd.DataFrame, params: HealthParams, n_event_types: int = 0) -> pd.DataFrame:
+    """health_<component> (0-100 or NaN), health_score (0-100) and health_tier per row.
+
+    `n_event_types` is the number of event types known before the train cut-off (part of
+    the fitted state), the yardstick of usage breadth; 0 scores adoption on core events only.
+    """
     r = params.rules
     parts = {
         "usage": _usage(features, r),
-        "adoption": 100 * _col(features, "core_event_adoption_30d_share").clip(0, 1),
+        "adoption": _adoption(features, r, n_event_types),
         "support": _support(features, r),
         "sentiment": _sentiment(features, r),
         "relationship": _relationship(features, r),

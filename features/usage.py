@@ -35,6 +35,13 @@ def prepare_event_aggregates(engine: Engine, events: str) -> None:
     )
 
 
+def count_event_types(engine: Engine, before: pd.Timestamp | None) -> int:
+    """Number of distinct event types seen before `before` (all when None)."""
+    where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
+    value = engine.scalar(f"SELECT COUNT(DISTINCT event) FROM daily_event {where}")
+    return int(value) if isinstance(value, int | float) else 0
+
+
 def infer_core_events(engine: Engine, before: pd.Timestamp | None, top_n: int) -> list[str]:
     """The `top_n` events used by the most accounts (ties: most events, then name), before `before`."""
     where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
