@@ -317,3 +317,46 @@ def clean_schema(table: Table):  # -> pandera.pandas.DataFrameSchema (lazy impor
         nullable = not col.required and col.default is None
         columns[col.name] = pa.Column(dtype, checks=checks, nullable=nullable, required=True)
     return pa.DataFrameSchema(columns, unique=list(table.key), strict=True, name=table.name)
+
+
+def render_markdown() -> str:
+    """The contract's tables as Markdown (the generated part of docs/data_contract.md)."""
+    lines: list[str] = []
+    for table in TABLES.values():
+        status = "required" if table.required else "optional"
+        lines += [f"### `{table.name}` ({status})", "", table.description, ""]
+        lines += [f"- Key: `{', '.join(table.key)}`."]
+        if table.order_rules:
+            rules = "; ".join(f"`{later}` ≥ `{earlier}`" for earlier, later in table.order_rules)
+            lines += [f"- Order: {rules}."]
+        if table.references:
+            refs = "; ".join(f"`{col}` in `{ref}`" for col, ref in table.references)
+            lines += [f"- References (checked when the referenced table is given): {refs}."]
+        lines += [
+            "",
+            "| column | type | required | allowed / range | example |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for col in table.columns:
+            allowed = ""
+            if col.allowed is not None:
+                allowed = ", ".join(f"`{v}`" for v in col.allowed)
+            elif col.min_value is not None or col.max_value is not None:
+                lo = "" if col.min_value is None else f"{col.min_value:g}"
+                hi = "" if col.max_value is None else f"{col.max_value:g}"
+                allowed = f"{lo} – {hi}".strip()
+            notes = []
+            if col.default is not None:
+                notes.append(f"default {col.default:g}")
+            if col.future_ok:
+                notes.append("may be after the data end")
+            if col.kind == "category" and col.allowed is None:
+                notes.append("open set, upper-cased" if col.case == "upper" else "open set, lower-cased")
+            if notes:
+                allowed = "; ".join([a for a in [allowed] if a] + notes)
+            example = table.example.get(col.name)
+            shown = "" if example is None else f"`{example}`"
+            required = "**yes**" if col.required else ""
+            lines.append(f"| `{col.name}` | {col.kind} | {required} | {allowed} | {shown} |")
+        lines.append("")
+    return "\n".join(lines)

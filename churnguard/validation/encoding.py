@@ -11,6 +11,8 @@ line (CSV) or per value (Parquet strings) from the bytes alone:
 3. GB18030 when it decodes strictly to CJK ideographs / CJK punctuation only;
 4. cp932 / GB18030 without those signs when they decode to plausible text;
 5. otherwise cp1252, falling back to latin-1 (never fails).
+Steps 2-4 need two or more CJK characters, since a lone accented Latin letter next to
+an ASCII letter is also a valid double-byte character in both CJK encodings.
 """
 
 from __future__ import annotations
@@ -62,21 +64,33 @@ def _strict(raw: bytes, encoding: str) -> str | None:
         return None
 
 
+def _cjk_count(text: str) -> int:
+    return sum(1 for c in text if _is_cjk(c) or _is_kana(c))
+
+
+def _is_cjk_text_char(ch: str) -> bool:
+    """A character expected in Chinese / Japanese text (ideographs, kana, punctuation)."""
+    return _is_cjk(ch) or _is_kana(ch) or _is_cjk_punct(ch) or "\u2000" <= ch <= "\u206f"
+
+
 def decode_bytes(raw: bytes) -> tuple[str, bool]:
     """Decode one line or value; returns (text, repaired) where repaired means not UTF-8."""
     text = _strict(raw, "utf-8")
     if text is not None:
         return text, False
     sjis = _strict(raw, "cp932")
-    if sjis is not None and not _implausible(sjis) and any(_is_kana(c) for c in sjis):
-        return sjis, True
     gb = _strict(raw, "gb18030")
-    if gb is not None and not _implausible(gb):
+    # A CJK reading needs two or more CJK characters: one accented Latin letter next to
+    # ASCII decodes as a single CJK character in both multi-byte encodings.
+    if sjis is not None and not _implausible(sjis) and _cjk_count(sjis) >= 2:
+        if any(_is_kana(c) for c in sjis):
+            return sjis, True
+    if gb is not None and not _implausible(gb) and _cjk_count(gb) >= 2:
         non_ascii = [c for c in gb if c > "\x7f"]
-        if non_ascii and all(_is_cjk(c) or _is_cjk_punct(c) for c in non_ascii):
+        if all(_is_cjk_text_char(c) for c in non_ascii):
             return gb, True
     for candidate in (sjis, gb):
-        if candidate is not None and not _implausible(candidate):
+        if candidate is not None and not _implausible(candidate) and _cjk_count(candidate) >= 2:
             return candidate, True
     cp = _strict(raw, "cp1252")
     return (cp if cp is not None else raw.decode("latin-1")), True
