@@ -82,9 +82,13 @@ def decode_bytes(raw: bytes) -> tuple[str, bool]:
     gb = _strict(raw, "gb18030")
     # A CJK reading needs two or more CJK characters: one accented Latin letter next to
     # ASCII decodes as a single CJK character in both multi-byte encodings.
-    if sjis is not None and not _implausible(sjis) and _cjk_count(sjis) >= 2:
-        if any(_is_kana(c) for c in sjis):
-            return sjis, True
+    if (
+        sjis is not None
+        and not _implausible(sjis)
+        and _cjk_count(sjis) >= 2
+        and any(_is_kana(c) for c in sjis)
+    ):
+        return sjis, True
     if gb is not None and not _implausible(gb) and _cjk_count(gb) >= 2:
         non_ascii = [c for c in gb if c > "\x7f"]
         if all(_is_cjk_text_char(c) for c in non_ascii):
