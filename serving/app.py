@@ -10,10 +10,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -87,6 +89,36 @@ def _load_tiers(settings: Settings) -> ScoreParams:
     return load_section("score", ScoreParams, path)
 
 
+def _openapi_with_error_bodies(app: FastAPI) -> Any:
+    """The schema, with every 422 documented as the `ErrorBody` the handler really returns."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(
+            ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}").pop("$defs", {})
+        )
+        components["ErrorBody"] = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        components["ErrorBody"].pop("$defs", None)
+        error_ref = {"$ref": "#/components/schemas/ErrorBody"}
+        for ops in schema.get("paths", {}).values():
+            for op in ops.values():
+                resp = op.get("responses", {}).get("422")
+                if resp is not None:
+                    resp["content"] = {"application/json": {"schema": error_ref}}
+                    resp["description"] = "Invalid input; `errors` names each offending field."
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -136,6 +168,7 @@ def create_app(
     # The retention/monitoring router is optional: included when its module exists.
     if importlib.util.find_spec("serving.routers.analytics") is not None:
         app.include_router(importlib.import_module("serving.routers.analytics").router)
+    app.openapi = _openapi_with_error_bodies(app)  # type: ignore[method-assign]
     app.mount(
         "/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static"
     )

@@ -240,6 +240,7 @@ class ErrorBody(BaseModel):
 
 
 _ERROR_TEXT = {
+    400: "The body could not be decoded (not UTF-8 JSON).",
     401: "Missing or invalid API key.",
     403: "The key may not perform this action.",
     404: "Not found.",

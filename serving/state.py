@@ -159,8 +159,12 @@ def _int(v: Any) -> int | None:
 
 
 def _ts(v: Any) -> Any:
+    """An aware UTC datetime (files hold naive UTC; RFC 3339 needs the offset)."""
     v = _none(v)
-    return None if v is None else pd.Timestamp(v).to_pydatetime()
+    if v is None:
+        return None
+    t = pd.Timestamp(v)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
 
 
 def _text(v: Any) -> str | None:
@@ -230,7 +234,7 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
         csv_rows.append(_csv_line(rec))
     first = latest.iloc[0]
     snapshot_date = pd.Timestamp(latest["snapshot_date"].max())
-    scored_at = pd.Timestamp(latest["scored_at"].max()).to_pydatetime()
+    scored_at = _ts(latest["scored_at"].max())
     meta = _Meta(
         model_version=str(first["model_version"]), snapshot_date=snapshot_date.date(), scored_at=scored_at
     )

@@ -74,7 +74,7 @@ def _reason(r: Any) -> Reason:
     )  # fmt: skip
 
 
-@router.post("/score", response_model=ScoreResponse, responses=error_responses(401, 413, 422, 503))
+@router.post("/score", response_model=ScoreResponse, responses=error_responses(400, 401, 413, 422, 503))
 def score(
     _: Reader, body: ScoreRequest, model: ModelDep, state: StateDep, settings: SettingsDep, request: Request
 ) -> Any:
