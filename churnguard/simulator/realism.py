@@ -1,0 +1,67 @@
+"""Realism figures of a simulated company, computed from its written files.
+
+Used by docs/simulator.md, the tests and the benchmark: logo churn of SMB accounts on
+monthly billing, annual renewal rate, and the oracle's ROC-AUC for churn within the
+horizon on the last labelled year of snapshot dates.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+
+def _naive(s: pd.Series) -> pd.Series:
+    s = pd.to_datetime(s, utc=True, format="ISO8601")
+    return s.dt.tz_localize(None)
+
+
+def oracle_labels(truth: Path, horizon_days: int) -> pd.DataFrame:
+    """Oracle rows with the realised label (churn in (t, t + horizon]) where observable."""
+    meta = json.loads((truth / "sim_meta.json").read_text(encoding="utf-8"))
+    data_end = pd.Timestamp(meta["data_end"]).tz_localize(None)
+    oracle = pd.read_parquet(truth / "oracle.parquet")
+    churn = pd.read_parquet(truth / "churn_events.parquet")[["account_id", "churn_date"]]
+    df = oracle.merge(churn, on="account_id", how="left")
+    horizon_end = df["snapshot_date"] + pd.Timedelta(days=horizon_days)
+    df["observable"] = horizon_end <= data_end
+    df["label"] = ((df["churn_date"] > df["snapshot_date"]) & (df["churn_date"] <= horizon_end)).astype(float)
+    return df
+
+
+def realism_figures(raw: Path, truth: Path, horizon_days: int = 90) -> dict[str, float]:
+    """The headline figures of docs/simulator.md for one simulated company."""
+    accounts = pd.read_parquet(raw / "accounts.parquet")
+    subs = pd.read_parquet(raw / "subscriptions.parquet")
+    churn = pd.read_parquet(truth / "churn_events.parquet")
+    meta = json.loads((truth / "sim_meta.json").read_text(encoding="utf-8"))
+    data_start = pd.Timestamp(meta["data_start"]).tz_localize(None)
+    data_end = pd.Timestamp(meta["data_end"]).tz_localize(None)
+    subs = subs.assign(start_date=_naive(subs["start_date"]), end_date=_naive(subs["end_date"]))
+    subs = subs.merge(accounts[["account_id", "segment"]], on="account_id")
+    churned = set(churn["account_id"])
+    last_end = subs.groupby("account_id")["end_date"].transform("max")
+    ended = subs[(subs["end_date"] >= data_start) & (subs["end_date"] < data_end)]
+    is_churn = ended["account_id"].isin(churned) & (ended["end_date"] == last_end.loc[ended.index])
+
+    out: dict[str, float] = {}
+    smb_monthly = (ended["segment"] == "smb") & (ended["billing_period"] == "monthly")
+    out["smb_monthly_logo_churn_per_month"] = float(is_churn[smb_monthly].mean())
+    annual = ended["billing_period"] == "annual"
+    out["annual_renewal_rate"] = float(1.0 - is_churn[annual].mean())
+    out["monthly_renewal_decisions"] = float((ended["billing_period"] == "monthly").sum())
+    out["annual_renewal_decisions"] = float(annual.sum())
+    labelled = oracle_labels(truth, horizon_days)
+    labelled = labelled[labelled["observable"]]
+    dates = np.sort(labelled["snapshot_date"].unique())[-12:]
+    last_year = labelled[labelled["snapshot_date"].isin(dates)]
+    out["oracle_roc_auc_last_year"] = float(roc_auc_score(last_year["label"], last_year["p_churn_horizon"]))
+    out["oracle_mean_p_last_year"] = float(last_year["p_churn_horizon"].mean())
+    out["label_rate_last_year"] = float(last_year["label"].mean())
+    out["oracle_rows_last_year"] = float(len(last_year))
+    out["churned_accounts"] = float(len(churn))
+    return out
