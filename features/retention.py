@@ -125,8 +125,12 @@ def account_state_at(
     return queries.reset_index(drop=True).assign(active=active, mrr=mrr)
 
 
-def final_months(first: pd.Timestamp, data_end: pd.Timestamp, grace_days: int) -> pd.DatetimeIndex:
-    """Month starts whose month end + grace_days is on or before data_end."""
+def final_months(
+    first: pd.Timestamp, data_end: pd.Timestamp, grace_days: int, window_start: pd.Timestamp | None = None
+) -> pd.DatetimeIndex:
+    """Month starts from `first` (not before window_start's month) whose end + grace_days <= data_end."""
+    if window_start is not None:
+        first = max(pd.Timestamp(first), pd.Timestamp(window_start))
     start = pd.Timestamp(first).to_period("M").to_timestamp()
     last_allowed_end = pd.Timestamp(data_end) - pd.Timedelta(days=grace_days)
     months = pd.date_range(start, last_allowed_end, freq="MS")
@@ -147,6 +151,7 @@ def build_movements(
     accounts: pd.DataFrame | None,
     grace_days: int,
     data_end: pd.Timestamp,
+    window_start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """One row per (account, final month) where the account is a customer at the start or end.
 
@@ -167,7 +172,7 @@ def build_movements(
     )
     if spells.empty:
         return empty
-    months = final_months(spells["start"].min(), data_end, grace_days)
+    months = final_months(spells["start"].min(), data_end, grace_days, window_start)
     if len(months) == 0:
         return empty
     bounds = months.append(pd.DatetimeIndex([months[-1] + pd.offsets.MonthBegin(1)]).astype("datetime64[us]"))
@@ -254,6 +259,7 @@ def build_renewals(
     accounts: pd.DataFrame | None,
     grace_days: int,
     data_end: pd.Timestamp,
+    window_start: pd.Timestamp | None = None,
 ) -> pd.DataFrame:
     """Each term whose end_date falls in a final month, and whether it was renewed.
 
@@ -266,7 +272,7 @@ def build_renewals(
     terms = terms.dropna(subset=["start_date", "end_date"]).reset_index(drop=True)
     if terms.empty:
         return terms.assign(period=pd.Series(dtype="datetime64[us]"), renewed=pd.Series(dtype=bool))
-    months = final_months(terms["start_date"].min(), data_end, grace_days)
+    months = final_months(terms["start_date"].min(), data_end, grace_days, window_start)
     period = _month_start(terms["end_date"])
     up = terms[period.isin(months).to_numpy()].assign(period=period[period.isin(months)].to_numpy())
     up = up.reset_index(drop=True).assign(_t=lambda d: np.arange(len(d)))
@@ -301,6 +307,7 @@ def cohort_retention(
     grace_days: int,
     data_end: pd.Timestamp,
     max_age_months: int = 24,
+    window_start: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Cohort curves by start month (month of an account's first term).
 
@@ -314,6 +321,11 @@ def cohort_retention(
         empty = pd.DataFrame()
         return empty, empty, pd.Series(dtype=int)
     first = spells.groupby("account_id")["start"].min().rename("at").reset_index()
+    if window_start is not None:  # cohorts that started before the window are survivors only
+        first = first[first["at"] >= pd.Timestamp(window_start).to_period("M").to_timestamp()]
+        first = first.reset_index(drop=True)
+        if first.empty:
+            return pd.DataFrame(), pd.DataFrame(), pd.Series(dtype=int)
     initial = account_state_at(subscriptions, spells, first)
     cohort = _month_start(first["at"])
     ages = np.arange(max_age_months + 1)
@@ -367,11 +379,17 @@ def compute_contract_retention(
     grace_days: int,
     data_end: pd.Timestamp,
     max_cohort_age: int = 24,
+    window_start: pd.Timestamp | None = None,
 ) -> RetentionResult:
-    """All retention metrics from subscriptions (contract definition)."""
+    """All retention metrics from subscriptions (contract definition).
+
+    `window_start`: the first month reported (and the first cohort). Subscriptions often
+    reach back further than the rest of the data, but only for accounts that survived
+    until the export began; months before it would overstate retention.
+    """
     data_end = pd.Timestamp(data_end)
-    mv = build_movements(subscriptions, accounts, grace_days, data_end)
-    ren = build_renewals(subscriptions, accounts, grace_days, data_end)
+    mv = build_movements(subscriptions, accounts, grace_days, data_end, window_start)
+    ren = build_renewals(subscriptions, accounts, grace_days, data_end, window_start)
     by_month = _count_movements(mv, ["period"]).join(_count_renewals(ren, ["period"]), how="left")
     by_seg = _count_movements(mv, ["segment", "period"]).join(
         _count_renewals(ren, ["segment", "period"]), how="left"
@@ -380,7 +398,7 @@ def compute_contract_retention(
         terms = ["terms_up_for_renewal", "terms_renewed"]
         frame[terms] = frame[terms].fillna(0).astype(int)
     overall_by_segment = {str(seg): _overall(part) for seg, part in by_seg.groupby(level="segment")}
-    logo, revenue, sizes = cohort_retention(subscriptions, grace_days, data_end, max_cohort_age)
+    logo, revenue, sizes = cohort_retention(subscriptions, grace_days, data_end, max_cohort_age, window_start)
     by_billing = add_rates(_count_renewals(ren, ["billing_period"])) if len(ren) else pd.DataFrame()
     return RetentionResult(
         definition="contract",

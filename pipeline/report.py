@@ -43,6 +43,7 @@ class RetrainParams(Section):
 class ReportParams(Section):
     """params.yaml `report` section."""
 
+    start: str | None = None  # first month reported; null = the month of the first usage event
     acquisition_cost: float | dict[str, float] | None = None
     max_lifetime_years: Annotated[float, Field(gt=0)] = 10.0
     max_cohort_age_months: Annotated[int, Field(ge=1)] = 24
@@ -92,6 +93,33 @@ def _read_data_end(validated: Path) -> pd.Timestamp:
         raise InputError(f"{path}: no 'data_end' field")
     ts = pd.Timestamp(report["data_end"])
     return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _first_event(validated: Path) -> pd.Timestamp | None:
+    """The first usage event's time: where the observed window starts (None without events)."""
+    folder = validated / "usage_events"
+    parts = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not parts and (validated / "usage_events.parquet").exists():
+        parts = [validated / "usage_events.parquet"]
+    if not parts:
+        return None
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        row = con.execute("SELECT min(timestamp) FROM read_parquet(?)", [[str(p) for p in parts]]).fetchone()
+    finally:
+        con.close()
+    return pd.Timestamp(row[0]) if row and row[0] is not None else None
+
+
+def _window_start(validated: Path, params: ReportParams) -> pd.Timestamp | None:
+    if params.start is not None:
+        try:
+            return pd.Timestamp(params.start)
+        except ValueError as exc:
+            raise InputError(f"params.yaml: report.start: not a date: {params.start!r}") from exc
+    return _first_event(validated)
 
 
 def _require(frame: pd.DataFrame, columns: list[str], path: Path) -> None:
@@ -305,6 +333,12 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [_json_safe(r) for r in frame.to_dict(orient="records")]
 
 
+def _keyed(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """{index: row} keeping each column's type (ints stay ints)."""
+    records = frame.to_dict(orient="records")
+    return {str(k): r for k, r in zip(frame.index, records, strict=True)}
+
+
 def _month_key(ts: Any) -> str:
     return pd.Timestamp(ts).strftime("%Y-%m")
 
@@ -341,11 +375,9 @@ def retention_json(
             "overall": res.overall,
             "by_month": _period_table(res.by_month),
             "by_segment": by_segment,
-            "renewal_by_billing_period": {
-                str(k): row.to_dict() for k, row in res.renewals_by_billing.iterrows()
-            },
+            "renewal_by_billing_period": _keyed(res.renewals_by_billing),
             "cohorts": cohorts,
-            "clv": {str(k): row.to_dict() for k, row in clv.iterrows()},
+            "clv": _keyed(clv),
             "notes": notes,
         }
     )
@@ -383,9 +415,15 @@ def run(
     notes: list[str] = []
     if ctx.definition == "contract" and subs is not None and len(subs):
         _require(subs, ["account_id", "subscription_id", "start_date", "end_date", "mrr"], validated)
+        window = _window_start(validated, params)
         res = retention.compute_contract_retention(
-            subs, accounts, ctx.grace_days, data_end, params.max_cohort_age_months
+            subs, accounts, ctx.grace_days, data_end, params.max_cohort_age_months, window
         )
+        if window is not None:
+            notes.append(
+                f"Months and cohorts from {window.strftime('%Y-%m')} "
+                "(report.start; default: the month of the first usage event)."
+            )
         clv = retention.customer_lifetime_value(
             subs, accounts, res, ctx.grace_days, data_end, params.acquisition_cost, params.max_lifetime_years
         )

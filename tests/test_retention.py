@@ -227,3 +227,12 @@ def test_activity_definition_logo_only() -> None:
     assert res.overall["logo_churn_rate"] == pytest.approx(2 / 6)
     for name in ("net_revenue_retention", "gross_revenue_retention", "mrr_churn_rate", "renewal_rate"):
         assert res.overall[name] is None
+
+
+def test_window_start_drops_earlier_months_and_cohorts() -> None:
+    res = r.compute_contract_retention(_subs(), _accounts(), GRACE, DATA_END, window_start=T("2024-01-15"))
+    assert res.by_month.index.min() == T("2024-01-01")
+    assert res.by_month.loc[T("2024-02-01"), "churned_logos"] == 1  # same figures inside the window
+    assert res.overall["months"] == 5
+    assert res.overall["renewal_rate"] == pytest.approx(5 / 8)  # all eight terms end in 2024
+    assert list(res.cohorts_logo.index) == [T("2024-01-01"), T("2024-02-01")]  # B and D; A, C started before
