@@ -17,7 +17,7 @@ from sklearn.isotonic import IsotonicRegression
 
 Method = Literal["isotonic", "sigmoid", "identity"]
 
-_EPS = 1e-4  # calibrated probabilities stay in [EPS, 1 - EPS] so log loss stays finite
+_EPS = 1e-5  # calibrated probabilities stay in [EPS, 1 - EPS] so log loss stays finite
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,14 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrat
     starts = np.r_[0, np.flatnonzero(np.diff(ys) != 0) + 1]
     centres = np.add.reduceat(xs, starts) / np.diff(np.r_[starts, len(xs)])
     levels = ys[starts]
-    # Anchor the ends at the observed range so clipping happens only outside it.
+    if len(centres) < 2:
+        return Calibrator(method="identity")
+    # Extend the first and last segments linearly to the observed range, so scores in the
+    # outer half-blocks (where the highest risks sit) keep their order too.
+    lo = levels[0] - (levels[1] - levels[0]) * (centres[0] - xs[0]) / (centres[1] - centres[0])
+    hi = levels[-1] + (levels[-1] - levels[-2]) * (xs[-1] - centres[-1]) / (centres[-1] - centres[-2])
     x = np.r_[xs[0], centres, xs[-1]]
-    yv = np.r_[levels[0], levels, levels[-1]]
+    yv = np.r_[min(max(lo, 0.0), levels[0]), levels, max(min(hi, 1.0), levels[-1])]
+    yv = _EPS + (1 - 2 * _EPS) * yv  # squeeze into [EPS, 1 - EPS] without flattening anything
     x, keep = np.unique(x, return_index=True)
     return Calibrator(method="isotonic", x=tuple(map(float, x)), y=tuple(map(float, yv[keep])))

@@ -28,7 +28,7 @@ class LightGBMParams(Section):
     lambda_l2: float = 1.0
     n_estimators: int = 600
     early_stopping_rounds: int = 50
-    num_threads: int = 2
+    num_threads: int = 1  # more threads only spin on a busy 2-core box; 1 is also reproducible
     scale_pos_weight: float = 1.0
 
 
@@ -47,7 +47,7 @@ class TrainParams(Section):
     gate: GateParams = GateParams()
     # Features whose name matches (re.search) are constrained so risk never decreases /
     # increases with them: "more open high-severity bugs never lowers risk".
-    monotone_increasing: tuple[str, ...] = ("^tickets_.*(high|urgent).*open", "^tickets_bug.*open")
+    monotone_increasing: tuple[str, ...] = ("(bug|high|urgent)[a-z_]*_open$",)
     monotone_decreasing: tuple[str, ...] = ()
     max_categories: int = 50
     model_name: str = "churnguard"

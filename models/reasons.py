@@ -50,12 +50,17 @@ class _Rule:
     pattern: re.Pattern[str]
     family: str
     template: str
+    defaults: tuple[tuple[str, str], ...] = ()
 
 
 @lru_cache(maxsize=1)
 def _rules() -> tuple[_Rule, ...]:
     doc = yaml.safe_load((HERE / "templates" / "rules.yaml").read_text(encoding="utf-8"))
-    return tuple(_Rule(re.compile(r["pattern"]), r["family"], r["template"]) for r in doc["rules"])
+    rules = []
+    for r in doc["rules"]:
+        extra = tuple((str(k), str(v)) for k, v in r.items() if k not in ("pattern", "family", "template"))
+        rules.append(_Rule(re.compile(r["pattern"]), r["family"], r["template"], extra))
+    return tuple(rules)
 
 
 @lru_cache(maxsize=4)
@@ -79,19 +84,25 @@ def playbook_for(family: str) -> tuple[str, str]:
     return f"{book['id']}@{doc['version']}", str(book["action"])
 
 
+@lru_cache(maxsize=4096)
 def classify_feature(feature: str) -> tuple[str, str, dict[str, str]]:
-    """(family, template id, named groups) for a feature name."""
+    """(family, template id, named groups) for a feature name; first matching rule wins."""
     for rule in _rules():
         m = rule.pattern.search(feature)
         if m:
-            groups = {k: v for k, v in m.groupdict().items() if v is not None}
+            groups = dict(rule.defaults)
+            groups.update({k: v for k, v in m.groupdict().items() if v is not None})
+            if "window" not in groups:
+                w = re.search(r"_(\d+)d(?=_|$)", feature)
+                if w:
+                    groups["window"] = w.group(1)
             return rule.family, rule.template, groups
     return "other", "generic", {}
 
 
 # --- formatting helpers -------------------------------------------------------------------
 def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
 def _fmt(v: Any) -> str:
@@ -105,24 +116,6 @@ def _fmt(v: Any) -> str:
     return f"{x:.2f}" if abs(x) < 1 else f"{x:.1f}"
 
 
-def _term(lang: dict[str, Any], key: str) -> str:
-    terms = lang.get("terms", {})
-    if key in terms:
-        return str(terms[key])
-    return " ".join(str(terms.get(tok, tok)) for tok in key.split("_") if tok)
-
-
-def _label(lang: dict[str, Any], feature: str) -> str:
-    """A readable name for any column: `tickets_question_30d` -> 'support tickets question (last 30 days)'."""
-    m = re.search(r"_(\d+)d(?=_|$)", feature)
-    window = ""
-    base = feature
-    if m:
-        window = lang["phrases"]["window_label"].format(window=m.group(1))
-        base = feature[: m.start()] + feature[m.end() :]
-    return _term(lang, base.strip("_")) + window
-
-
 def _num(v: Any) -> float | None:
     if _is_missing(v) or isinstance(v, str):
         return None
@@ -132,97 +125,189 @@ def _num(v: Any) -> float | None:
         return None
 
 
+def _term(lang: dict[str, Any], key: str) -> str:
+    terms = lang.get("terms", {})
+    if key in terms:
+        return str(terms[key])
+    return " ".join(str(terms.get(tok, tok)) for tok in key.split("_") if tok)
+
+
+def _label(lang: dict[str, Any], feature: str) -> str:
+    """A readable name for any column: `tickets_question_30d` -> 'support tickets question (last 30 days)'."""
+    if feature in lang.get("terms", {}):
+        return _term(lang, feature)
+    m = re.search(r"(_prev)?_(\d+)d(_ago)?(?=_|$)", feature)
+    window = ""
+    base = feature
+    if m:
+        key = "ago_label" if m.group(3) else "prev_label" if m.group(1) else "window_label"
+        window = lang["phrases"][key].format(window=m.group(2))
+        base = feature[: m.start()] + feature[m.end() :]
+    return _term(lang, base.strip("_")) + window
+
+
+def _first(row: Mapping[str, Any], names: Sequence[str]) -> float | None:
+    for name in names:
+        v = _num(row.get(name))
+        if v is not None:
+            return v
+    return None
+
+
 def _is_monthly(row: Mapping[str, Any]) -> bool:
     for key, v in row.items():
         k = str(key)
         if "billing" in k and isinstance(v, str):
             return v.strip().lower() == "monthly"
-        if re.search(r"(^|_)(is_)?monthly($|_)", k) and _num(v) is not None:
-            return bool(_num(v))
+        x = _num(v)
+        if x is None:
+            continue
+        if re.search(r"(^|_)(is_)?monthly($|_)", k):
+            return bool(x)
+        if re.search(r"(^|_)(is_)?annual($|_)", k):
+            return not bool(x)
     return False
 
 
-def _in_window(lang: dict[str, Any], groups: Mapping[str, str]) -> str:
-    if "window" in groups:
-        return lang["phrases"]["in_window"].format(window=groups["window"])
-    return lang["phrases"]["no_window"]
+def _direction(x: float, flat: float = 0.5) -> str:
+    return "down" if x < -flat else "up" if x > flat else "flat"
+
+
+def _singular(token: str) -> str:
+    return token[:-1] if token.endswith("s") and not token.endswith("ss") else token
+
+
+def _what(lang: dict[str, Any], what: str, language: str) -> tuple[str, str]:
+    """(severity + noun for English / severity for Japanese, noun) from e.g. 'bugs_high'."""
+    tokens = [_singular(t) for t in what.split("_") if t and t not in ("open", "ticket", "tickets")]
+    sev = [t for t in tokens if t in SEVERITIES]
+    cat = "_".join(t for t in tokens if t not in SEVERITIES) or "ticket"
+    sev_text = _term(lang, "_".join(sev)) if sev else ""
+    noun = _term(lang, cat)
+    return (sev_text if language == "ja" else f"{sev_text} {noun}".strip()), noun
+
+
+def _change(lang: dict[str, Any], prev: float | None, cur: float | None) -> str:
+    if prev is None or cur is None:
+        return ""
+    return str(lang["phrases"]["change"].format(prev=_fmt(round(prev, 1)), cur=_fmt(round(cur, 1))))
+
+
+def _variant(
+    template: str, feature: str, x: float | None, raw: Any, groups: dict[str, str], row: Mapping[str, Any],
+    lang: dict[str, Any], language: str, fields: dict[str, Any],
+) -> str | None:  # fmt: skip
+    """Pick the sentence variant for `template` and add its fields; None = the missing variant."""
+    w = groups.get("window", "")
+    metric = groups.get("metric", "")
+    if template == "ratio_vs_prev":
+        fields["metric"] = _term(lang, metric)
+        cur, prev = _first(row, [f"{metric}_{w}d"]), _first(row, [f"{metric}_prev_{w}d"])
+        fields["change"] = _change(lang, prev, cur)
+        if x is None:
+            return None
+        fields["pct"] = _fmt(round(abs(x - 1) * 100))
+        return _direction((x - 1) * 100)
+    if template == "change_ratio":
+        fields["metric"] = _term(lang, metric)
+        prev = _first(row, [f"{metric}_{w}d_ago", f"{metric}_enabled_{w}d_ago"])
+        cur = _first(row, [metric, f"{metric}_enabled"])
+        fields["change"] = _change(lang, prev, cur)
+        if x is None:
+            return None
+        fields["pct"] = _fmt(round(abs(x) * 100))
+        return _direction(x * 100)
+    if template == "trend_pct":
+        fields["metric"] = _term(lang, metric)
+        cur = _first(row, [f"{metric}_{w}d"])
+        prev = _first(row, [f"{metric}_prev_{w}d"])
+        if prev is None and cur is not None and x is not None and x > -100:
+            prev = round(cur / (1 + x / 100.0))
+        fields["change"] = _change(lang, prev, cur)
+        if x is None:
+            return None
+        fields["pct"] = _fmt(round(abs(x)))
+        return _direction(x)
+    if template == "slope_rel":
+        fields["metric"] = _term(lang, metric)
+        if x is None:
+            return None
+        fields["pct"] = _fmt(round(abs(x) * 100))
+        return _direction(x * 100, flat=2.0)
+    if template in ("contact_departed", "contacts_present"):
+        fields["who"] = _term(lang, _singular(groups.get("who", "champion")))
+        return None if x is None else ("yes" if x > 0 else "no")
+    if template in ("cancellation", "nps_detractor", "nps_promoter", "survey_nonresponse"):
+        return None if x is None else ("yes" if x > 0 else "no")
+    if template == "theme":
+        fields["theme"] = _term(lang, groups.get("theme", ""))
+        if x is None:
+            return None
+        return ("yes" if "window" in groups else "yes_latest") if x > 0 else "no"
+    if template in ("tickets_open", "open_age"):
+        fields["what"], fields["noun"] = _what(lang, groups.get("what", "tickets"), language)
+        fields["over"] = lang["phrases"]["over"].format(days=groups["days"]) if "days" in groups else ""
+        age = _num(row.get(f"{feature}_max_age_days"))
+        fields["oldest"] = lang["phrases"]["oldest"].format(days=_fmt(round(age))) if age else ""
+        if template == "open_age":
+            fields["value"] = _fmt(round(x)) if x is not None else "?"
+            return None if x is None else "value"
+        return None if x is None else ("yes" if x > 0 else "no")
+    if template == "nps_latest":
+        return None if x is None else "detractor" if x <= 6 else "passive" if x <= 8 else "promoter"
+    if template == "nps_change":
+        fields["change"] = _change(lang, _first(row, ["nps_prev"]), _first(row, ["nps_last", "nps_latest"]))
+        if x is None:
+            return None
+        fields["pct"] = _fmt(abs(x))
+        return _direction(x, flat=0.0)
+    if template == "days_to_renewal":
+        plan = lang["templates"]["days_to_renewal"]["monthly_plan"]
+        fields["plan"] = plan if _is_monthly(row) else ""
+        return None if x is None else "due"
+    if template == "billing":
+        if isinstance(raw, str):
+            v = raw.strip().lower()
+            return v if v in ("monthly", "annual") else "other"
+        if x is None:
+            return None
+        if "monthly" in feature:
+            return "monthly" if x > 0 else "annual"
+        if "annual" in feature:
+            return "annual" if x > 0 else "monthly"
+        return "other"
+    if template == "seat_utilisation":
+        if x is None:
+            return None
+        fields["pct"] = _fmt(round(x * 100 if x <= 2 else x))
+        return "value"
+    if template == "health_component":
+        fields["component"] = _term(lang, groups.get("component", feature))
+    if template == "days_since":
+        fields["what"] = _term(lang, groups.get("what", feature))
+    return None if _is_missing(raw) else "value"
 
 
 def render_reason(feature: str, row: Mapping[str, Any], language: str = "en") -> tuple[str, str]:
     """(family, sentence) describing `feature` for one account row (all its feature values)."""
     lang = _language(language)
     family, template, groups = classify_feature(feature)
-    if "window" not in groups:
-        m = re.search(r"_(\d+)d(?=_|$)", feature)
-        if m:
-            groups = {**groups, "window": m.group(1)}
-    texts = lang["templates"]
     raw = row.get(feature)
     x = _num(raw)
-    missing = _is_missing(raw)
     fields: dict[str, Any] = {
         "value": _fmt(raw),
         "label": _label(lang, feature),
-        "in_window": _in_window(lang, groups),
+        "in_window": lang["phrases"]["in_window"].format(window=groups["window"])
+        if "window" in groups
+        else lang["phrases"]["no_window"],
         "window": groups.get("window", ""),
         "n": _fmt(raw),
         "s": "" if x == 1 else "s",
     }
-    variant = "missing" if missing else "value"
-    if template == "trend_pct":
-        metric = groups.get("metric", feature)
-        fields["metric"] = _term(lang, metric)
-        fields["pct"] = _fmt(round(abs(x))) if x is not None else "?"
-        fields["change"] = ""
-        current = _num(row.get(f"{metric}_{groups.get('window', '')}d"))
-        if x is not None and current is not None and x > -100:
-            prev = current / (1 + x / 100.0)
-            fields["change"] = lang["phrases"]["change"].format(prev=_fmt(round(prev)), cur=_fmt(current))
-        if x is not None:
-            variant = "down" if x < -0.5 else "up" if x > 0.5 else "flat"
-    elif template in ("champion_departed", "contact_departed", "champion_present", "theme"):
-        if x is not None:
-            variant = "yes" if x > 0 else "no"
-            if template == "theme" and variant == "yes" and "window" not in groups:
-                variant = "yes_latest"
-        if template == "theme":
-            fields["theme"] = _term(lang, groups.get("theme", ""))
-    elif template == "tickets_open":
-        tokens = [t for t in groups.get("what", "").split("_") if t and t != "open"]
-        sev = [t for t in tokens if t in SEVERITIES]
-        cat = "_".join(t for t in tokens if t not in SEVERITIES) or "ticket"
-        sev_text = _term(lang, "_".join(sev)) if sev else ""
-        noun = _term(lang, cat)
-        fields["noun"] = noun
-        # English puts severity and noun together ("high-severity bug"); Japanese templates
-        # place {what} (severity) and {noun} themselves.
-        fields["what"] = sev_text if language == "ja" else f"{sev_text} {noun}".strip()
-        fields["over"] = lang["phrases"]["over"].format(days=groups["days"]) if "days" in groups else ""
-        if x is not None:
-            variant = "yes" if x > 0 else "no"
-    elif template == "nps_latest" and x is not None:
-        variant = "detractor" if x <= 6 else "passive" if x <= 8 else "promoter"
-    elif template == "days_to_renewal":
-        if not missing:
-            variant = "due"
-            monthly = _is_monthly(row)
-            fields["plan"] = texts["days_to_renewal"]["monthly_plan"] if monthly else ""
-    elif template == "billing" and not missing:
-        s = str(raw).strip().lower() if isinstance(raw, str) else None
-        if s in ("monthly", "annual"):
-            variant = s
-        elif x is not None and re.search(r"monthly", feature):
-            variant = "monthly" if x > 0 else "annual"
-        elif x is not None and re.search(r"annual", feature):
-            variant = "annual" if x > 0 else "monthly"
-        else:
-            variant = "other"
-    elif template == "health_component":
-        fields["component"] = _term(lang, groups.get("component", feature))
-    elif template == "days_since":
-        fields["what"] = _term(lang, groups.get("what", feature))
+    variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
+    texts = lang["templates"]
     block = texts.get(template, texts["generic"])
-    text = block.get(variant) or texts["generic"]["missing" if missing else "value"]
+    text = block.get(variant) or texts["generic"]["missing" if _is_missing(raw) else "value"]
     return family, text.format_map(_Default(fields))
 
 

@@ -76,3 +76,22 @@ def make_company(
     snapshots["churn_date"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
     snapshots["p_true"] = p
     return frame, snapshots
+
+
+def fit_synthetic_bundle(
+    n_accounts: int = 300, n_months: int = 14, seed: int = 0, search_trials: int = 1
+) -> tuple[object, pd.DataFrame]:
+    """(TrainResult, joined frame) of a quick model on `make_company` data, for tests and benchmarks."""
+    from models.bundle import select_features
+    from models.config import LightGBMParams, SplitParams, TrainParams
+    from models.train import join_snapshots, train_model
+
+    features, snapshots = make_company(n_accounts, n_months, seed)
+    frame = join_snapshots(features, snapshots)
+    params = TrainParams(
+        search_trials=search_trials, lightgbm=LightGBMParams(n_estimators=200, early_stopping_rounds=20)
+    )
+    result = train_model(
+        frame, select_features(features), params, SplitParams(test_months=3, valid_months=2), trained_at="t"
+    )
+    return result, frame

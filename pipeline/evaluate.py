@@ -99,9 +99,8 @@ def main(argv: list[str] | None = None) -> None:
     t = metrics["test"]
     base = ", ".join(f"{n} {m.get('roc_auc', float('nan')):.3f}" for n, m in metrics["baselines"].items())
     oracle = f", oracle {t['oracle_roc_auc']:.3f}" if "oracle_roc_auc" in t else ""
-    print(
-        f"test roc_auc {t.get('roc_auc', float('nan')):.3f} (baselines: {base}{oracle}), ece {t.get('ece', 0):.3f}"
-    )
+    auc, ece = t.get("roc_auc", float("nan")), t.get("ece", float("nan"))
+    print(f"test roc_auc {auc:.3f} (baselines: {base}{oracle}), ece {ece:.3f}")
 
 
 if __name__ == "__main__":

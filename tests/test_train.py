@@ -1,0 +1,173 @@
+"""Training: feature selection, calibration, the split, determinism, leakage, the gate, the stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from churnguard.errors import InputError
+from models.bundle import ModelBundle, encode_features, load_from_registry, select_features
+from models.calibration import fit_calibrator
+from models.config import GateParams, LightGBMParams, SplitParams, TrainParams
+from models.metrics import expected_calibration_error
+from models.registry import decide_promotion
+from models.synthetic import make_company
+from models.train import LABEL, join_snapshots, train_model
+
+SPLIT = SplitParams(test_months=3, valid_months=2)
+FAST = TrainParams(search_trials=1, lightgbm=LightGBMParams(n_estimators=150, early_stopping_rounds=15))
+
+
+@pytest.fixture(scope="module")
+def company() -> tuple[pd.DataFrame, pd.DataFrame]:
+    return make_company(300, 14, seed=1)
+
+
+def _train(features: pd.DataFrame, snapshots: pd.DataFrame, params: TrainParams = FAST):
+    frame = join_snapshots(features, snapshots)
+    return train_model(frame, select_features(features), params, SPLIT, trained_at="t", top_k=10), frame
+
+
+def test_select_features_derives_columns_from_data() -> None:
+    f = pd.DataFrame(
+        {
+            "account_id": ["a", "b"],
+            "snapshot_date": pd.to_datetime(["2025-01-01", "2025-01-01"]),
+            "x_30d": [1.0, 2.0],
+            "flag": [True, False],
+            "plan": ["pro", None],
+            "health_tier": ["red", "green"],
+            "renewal_date": pd.to_datetime(["2025-03-01", "2025-04-01"]),
+        }
+    )
+    spec = select_features(f)
+    assert spec.names == ("x_30d", "flag", "plan")
+    assert spec.categories == {"plan": ("pro",)}
+    enc = encode_features(f.assign(plan=["pro", "enterprise"]), spec)
+    assert enc[0, 2] == 0.0 and np.isnan(enc[1, 2])  # unknown category -> missing
+    with pytest.raises(InputError, match="x_30d"):
+        encode_features(f.drop(columns="x_30d"), spec)
+
+
+@pytest.mark.parametrize("leak", ["label", "churn_date", "label_observable"])
+def test_label_columns_in_features_stop_the_run(leak: str) -> None:
+    f = pd.DataFrame(
+        {"account_id": ["a"], "snapshot_date": pd.to_datetime(["2025-01-01"]), "x": [1.0], leak: [1]}
+    )
+    with pytest.raises(InputError, match="leakage"):
+        select_features(f)
+
+
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_calibration_fixes_overconfident_scores_without_creating_ties(method: str) -> None:
+    rng = np.random.default_rng(0)
+    p_true = rng.uniform(0.01, 0.5, 5000)
+    y = (rng.uniform(size=5000) < p_true).astype(float)
+    raw = np.clip(p_true * 1.8, 0, 0.99)  # overconfident
+    cal = fit_calibrator(raw, y, method)
+    fixed = cal.transform(raw)
+    assert expected_calibration_error(y, fixed) < expected_calibration_error(y, raw) / 2
+    upper = raw > np.median(raw)  # where the at-risk list is drawn from: no new ties
+    assert len(np.unique(fixed[upper])) == len(np.unique(raw[upper]))
+    assert np.all(np.diff(cal.transform(np.linspace(0, 1, 101))) >= 0)
+
+
+def test_split_is_by_date_and_metrics_only_on_test_rows(company) -> None:
+    result, frame = _train(*company)
+    dates = {k: pd.to_datetime(v) for k, v in result.split_dates.items()}
+    assert dates["train"].max() < dates["valid"].min() and dates["valid"].max() < dates["test"].min()
+    unlabelled = frame[LABEL].isna()
+    assert result.parts[unlabelled].isna().all()
+    n_test = int((result.parts == "test").sum())
+    assert result.metrics["test"]["model"]["n_rows"] == n_test
+    assert set(result.metrics["test"]) == {"model", "logistic", "health_score"}
+    assert result.metrics["test"]["model"]["roc_auc"] > 0.7
+
+
+def test_training_is_deterministic(company) -> None:
+    a, frame = _train(*company)
+    b, _ = _train(*company)
+    assert a.bundle.version == b.bundle.version
+    np.testing.assert_array_equal(a.bundle.predict_proba(frame), b.bundle.predict_proba(frame))
+
+
+def test_test_month_labels_never_inform_training(company) -> None:
+    features, snapshots = company
+    base, _ = _train(features, snapshots)
+    test_dates = pd.to_datetime(base.split_dates["test"])
+    flipped = snapshots.copy()
+    in_test = flipped["snapshot_date"].isin(test_dates) & flipped["label_observable"]
+    flipped.loc[in_test, "label"] = 1.0 - flipped.loc[in_test, "label"]
+    other, _ = _train(features, flipped)
+    assert other.bundle.version == base.bundle.version  # same trees, calibrator, features
+    assert other.metrics["test"]["model"]["roc_auc"] != base.metrics["test"]["model"]["roc_auc"]
+
+
+def test_search_is_recorded_and_uses_valid_months_only(company) -> None:
+    params = FAST.model_copy(update={"search_trials": 3})
+    result, _ = _train(*company, params=params)
+    assert len(result.trials) == 3
+    assert {"valid_roc_auc", "valid_log_loss", "num_leaves"} <= set(result.trials[0])
+    best = max(result.trials, key=lambda t: (t["valid_roc_auc"], -t["valid_log_loss"]))
+    assert result.best_params["num_leaves"] == best["num_leaves"]
+
+
+def test_gate_needs_margin_and_calibration() -> None:
+    gate = GateParams(metric="roc_auc", min_improvement=0.01, max_ece=0.05)
+    assert decide_promotion({"roc_auc": 0.80, "ece": 0.02}, None, gate, None).alias == "champion"
+    assert decide_promotion({"roc_auc": 0.80, "ece": 0.09}, None, gate, None).alias == "challenger"
+    old = {"roc_auc": 0.795}
+    d = decide_promotion({"roc_auc": 0.80, "ece": 0.02}, old, gate, "3")
+    assert (d.alias, d.promoted, d.champion_version) == ("challenger", False, "3")
+    assert "0.7950" in d.reason
+    assert decide_promotion({"roc_auc": 0.81, "ece": 0.02}, old, gate, "3").promoted
+
+
+def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypatch) -> None:
+    from pipeline import train
+
+    features, snapshots = company
+    features.to_parquet(tmp_path / "features.parquet")
+    snapshots.drop(columns="p_true").to_parquet(tmp_path / "snapshots.parquet")
+    (tmp_path / "report.json").write_text('{"data_end": "2026-02-01"}')
+    params = {
+        "split": {"test_months": 3, "valid_months": 2},
+        "train": {"search_trials": 1, "lightgbm": {"n_estimators": 100, "early_stopping_rounds": 10},
+                  "gate": {"metric": "roc_auc", "min_improvement": 0.002, "max_ece": 0.5}},
+    }  # fmt: skip
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    argv = [
+        "--features", str(tmp_path / "features.parquet"), "--snapshots", str(tmp_path / "snapshots.parquet"),
+        "--validation-report", str(tmp_path / "report.json"), "--model-out", str(tmp_path / "model"),
+        "--summary", str(tmp_path / "summary.json"), "--params", str(tmp_path / "params.yaml"),
+    ]  # fmt: skip
+    train.main(argv)
+    first = json.loads((tmp_path / "summary.json").read_text())
+    assert (first["alias"], first["model_version"]) == ("champion", "1")
+    train.main(argv)  # same data and params: no improvement -> challenger
+    second = json.loads((tmp_path / "summary.json").read_text())
+    assert (second["alias"], second["promoted"]) == ("challenger", False)
+    assert "champion v1" in second["gate"]["reason"]
+    assert second["bundle_version"] == first["bundle_version"]
+
+    run = mlflow.MlflowClient(uri).get_run(second["run_id"])
+    assert run.data.tags["git_commit"] and run.data.tags["data.features_md5"]
+    assert "test.model.roc_auc" in run.data.metrics and "train.lightgbm.num_leaves" in run.data.params
+    artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(second["run_id"])}
+    assert {"plots", "shap", "feature_importance", "data", "gate", "search"} <= artifacts
+
+    X = features.head(20)
+    local = ModelBundle.load(tmp_path / "model")
+    pyfunc = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    np.testing.assert_allclose(np.asarray(pyfunc.predict(X[local.feature_names])), local.predict_proba(X))
+    champion = load_from_registry(uri)
+    assert champion.version == "1"
+    np.testing.assert_allclose(champion.predict_proba(X), local.predict_proba(X))
