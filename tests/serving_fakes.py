@@ -285,3 +285,28 @@ class ServerThread:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def company_at(root: Path) -> Company:
+    """The `Company` written by `make_company(root)`."""
+    return Company(
+        root=root,
+        model=root / "model",
+        features=root / "features.parquet",
+        snapshots=root / "snapshots.parquet",
+        explanations=root / "explanations.parquet",
+        accounts=root / "accounts.parquet",
+        scores=root / "scores",
+    )
+
+
+if __name__ == "__main__":  # serve a fake company in a real uvicorn process (browser test)
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--company", type=Path, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(app_for(company_at(args.company)), host="127.0.0.1", port=args.port, log_level="warning")

@@ -7,21 +7,58 @@ cookie holding an HMAC of the key (never the key itself). No key ever appears in
 from __future__ import annotations
 
 import hmac
+import math
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from churnguard.errors import InputError
+from churnguard.scores import AtRiskQuery
 from serving.deps import SESSION_COOKIE, SettingsDep, StateDep, has_page_session, session_token
-from serving.routers.at_risk import Filters, csv_response, select
+from serving.routers.at_risk import csv_response, select
 from serving.schemas import HistoryPoint
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
 PAGE_SIZE = 100
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    return None if value is None or not value.strip() else value.strip()
+
+
+async def page_filters(
+    segment: str | None = None,
+    tier: str | None = None,
+    renewal_within_days: str | None = None,
+    min_risk: str | None = None,
+    sort: str | None = None,
+    order: str | None = None,
+) -> AtRiskQuery:
+    """The list's filters from an HTML form, where an untouched field arrives as ''."""
+    try:
+        days = _blank_is_none(renewal_within_days)
+        risk = _blank_is_none(min_risk)
+        min_risk_value = None if risk is None else float(risk)
+        if min_risk_value is not None and not math.isfinite(min_risk_value):
+            raise ValueError("min_risk must be finite")
+        return AtRiskQuery(
+            segment=_blank_is_none(segment),
+            tier=_blank_is_none(tier),
+            renewal_within_days=None if days is None else int(days),
+            min_risk=min_risk_value,
+            sort=_blank_is_none(sort) or "expected_arr_lost",
+            descending=(_blank_is_none(order) or "desc") != "asc",
+        )
+    except (ValueError, InputError) as exc:
+        raise HTTPException(422, f"bad filter: {exc}") from None
+
+
+PageFilters = Annotated[AtRiskQuery, Depends(page_filters)]
 
 
 def _login_redirect() -> RedirectResponse:
@@ -78,7 +115,7 @@ async def at_risk_page(
     request: Request,
     settings: SettingsDep,
     state: StateDep,
-    filters: Filters,
+    filters: PageFilters,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     if not has_page_session(request, settings):
@@ -108,7 +145,9 @@ async def at_risk_page(
 
 
 @router.get("/export.csv")
-async def export_csv(request: Request, settings: SettingsDep, state: StateDep, filters: Filters) -> Response:
+async def export_csv(
+    request: Request, settings: SettingsDep, state: StateDep, filters: PageFilters
+) -> Response:
     if not has_page_session(request, settings):
         return _login_redirect()
     scores = state.current.scores
