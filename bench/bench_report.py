@@ -39,6 +39,7 @@ def build(root: Path, params: Path) -> None:
     from pipeline import explain, features, score, simulate, snapshots, train, validate
 
     p = _paths(root)
+    summary, expl = root / "artifacts" / "train_summary.json", root / "data" / "explanations.parquet"
     root.mkdir(parents=True, exist_ok=True)
     p["params"].write_text(params.read_text(encoding="utf-8"), encoding="utf-8")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
@@ -52,13 +53,13 @@ def build(root: Path, params: Path) -> None:
                          "--metrics", str(p["metrics"] / "features.json")]),
         (train.main, ["--features", str(p["features"]), "--snapshots", str(p["snapshots"]),
                       "--validation-report", str(p["validated"] / "validation_report.json"),
-                      "--model-out", str(p["model"]), "--summary", str(root / "artifacts" / "train_summary.json")]),
+                      "--model-out", str(p["model"]), "--summary", str(summary)]),
         (explain.main, ["--model", str(p["model"]), "--features", str(p["features"]),
-                        "--snapshots", str(p["snapshots"]), "--out", str(root / "data" / "explanations.parquet"),
+                        "--snapshots", str(p["snapshots"]), "--out", str(expl),
                         "--global-metrics", str(p["metrics"] / "shap_global.json"),
                         "--plots", str(root / "plots_explain")]),
         (score.main, ["--model", str(p["model"]), "--features", str(p["features"]),
-                      "--snapshots", str(p["snapshots"]), "--explanations", str(root / "data" / "explanations.parquet"),
+                      "--snapshots", str(p["snapshots"]), "--explanations", str(expl),
                       "--accounts", str(p["validated"] / "accounts.parquet"), "--out", str(p["scores"])]),
     ]  # fmt: skip
     for fn, argv in steps:
@@ -78,7 +79,9 @@ def _report_argv(root: Path) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--build", action="store_true")
@@ -117,8 +120,9 @@ def main() -> None:
         report.main(_report_argv(args.root))
         times.append(time.perf_counter() - t0)
     best, worst = min(times), max(times)
+    verdict = "OK" if worst < 30 else "TOO SLOW"
     print(f"report stage: best {best:.2f} s, worst {worst:.2f} s over {args.repeat} runs "
-          f"({best / read_s:.1f}x the read baseline); limit 30 s -> {'OK' if worst < 30 else 'TOO SLOW'}")  # fmt: skip
+          f"({best / read_s:.1f}x the read baseline); limit 30 s -> {verdict}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -217,6 +217,33 @@ def top_decile_capture(y: np.ndarray, p: np.ndarray) -> float:
     return float(y[top].sum() / y.sum())
 
 
+def label_past_predictions(
+    predictions: pd.DataFrame,
+    churns: pd.DataFrame,
+    data_end: pd.Timestamp,
+    horizon_days: int,
+    grace_days: int,
+    lead_days: int = 0,
+) -> pd.DataFrame:
+    """Realised labels for past predictions (account_id, snapshot_date) from churn dates.
+
+    The snapshot labels' rule: label 1 when a churn falls in [t + lead, t + lead + horizon);
+    known (else NaN) once t + lead + horizon + grace <= data_end. For scoring runs whose date
+    is not on the snapshot calendar.
+    """
+    lead, horizon = pd.Timedelta(days=lead_days), pd.Timedelta(days=horizon_days)
+    keys = predictions[["account_id", "snapshot_date"]].drop_duplicates()
+    pairs = keys.merge(churns[["account_id", "churn_date"]], on="account_id")
+    hit = (pairs["churn_date"] >= pairs["snapshot_date"] + lead) & (
+        pairs["churn_date"] < pairs["snapshot_date"] + lead + horizon
+    )
+    churned = pairs.loc[hit, ["account_id", "snapshot_date"]].drop_duplicates().assign(_hit=1.0)
+    out = predictions.merge(churned, on=["account_id", "snapshot_date"], how="left")
+    known = out["snapshot_date"] + lead + horizon + pd.Timedelta(days=grace_days) <= pd.Timestamp(data_end)
+    out["label"] = np.where(known, out["_hit"].fillna(0.0), np.nan)
+    return out.drop(columns="_hit")
+
+
 def backtest(predictions: pd.DataFrame, min_positives: int = 5) -> pd.DataFrame:
     """Realised performance per snapshot date of past predictions (risk) against labels.
 

@@ -73,6 +73,8 @@ class _Context(Section):
 
     definition: str = "contract"
     grace_days: int = 30
+    horizon_days: int = 90
+    lead_days: int = 0
     test_months: int = 6
     valid_months: int = 3
 
@@ -175,6 +177,8 @@ def build_monitoring(
     model_note: str,
     ctx: _Context,
     params: ReportParams,
+    churns: pd.DataFrame | None = None,
+    data_end: pd.Timestamp | None = None,
 ) -> dict[str, Any]:
     """Drift (features, missing rates, scores), backtest and the retrain recommendation."""
     t = params.thresholds()
@@ -221,7 +225,10 @@ def build_monitoring(
         )
 
     labels = snapshots.loc[snapshots["label_observable"].astype(bool), [*KEYS, "label"]]
-    preds, source = _past_predictions(history, labels, features, bundle, in_sample_dates, split)
+    end = pd.Timestamp(data_end) if data_end is not None else pd.Timestamp(snapshots["snapshot_date"].max())
+    preds, source = _past_predictions(
+        history, labels, features, bundle, in_sample_dates, split, churns, end, ctx
+    )
     bt = (
         mon.backtest(preds, t.min_backtest_positives)
         if preds is not None
@@ -280,11 +287,21 @@ def _past_predictions(
     bundle: Any | None,
     in_sample_dates: pd.DatetimeIndex,
     split: pd.Series,
+    churns: pd.DataFrame | None,
+    data_end: pd.Timestamp,
+    ctx: _Context,
 ) -> tuple[pd.DataFrame | None, str]:
     """Past predictions with realised labels: score history first, else the model on test months."""
     if history is not None and len(history):
         h = history.sort_values("scored_at").drop_duplicates(KEYS, keep="last")
         joined = h.merge(labels, on=KEYS, how="inner")
+        if churns is not None:  # runs whose date is not on the snapshot calendar
+            rest = h.merge(labels[KEYS], on=KEYS, how="left", indicator=True)
+            rest = rest[rest["_merge"] == "left_only"].drop(columns="_merge")
+            extra = mon.label_past_predictions(
+                rest, churns, data_end, ctx.horizon_days, ctx.grace_days, ctx.lead_days
+            )
+            joined = pd.concat([joined, extra.dropna(subset=["label"])], ignore_index=True)
         if len(joined):
             return joined[["snapshot_date", "risk", "label"]], "score history (predictions as served)"
     if bundle is None:
@@ -336,7 +353,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def _keyed(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """{index: row} keeping each column's type (ints stay ints)."""
     records = frame.to_dict(orient="records")
-    return {str(k): r for k, r in zip(frame.index, records, strict=True)}
+    return {str(k): {str(c): v for c, v in r.items()} for k, r in zip(frame.index, records, strict=True)}
 
 
 def _month_key(ts: Any) -> str:
@@ -436,6 +453,9 @@ def run(
         res = retention.compute_activity_retention(snaps, accounts)
         clv = pd.DataFrame()
 
+    churns = None
+    if ctx.definition == "contract" and subs is not None and len(subs):
+        churns = retention.derive_churn_events(subs, ctx.grace_days, data_end)
     history = _read_table(scores / "history.parquet")
     if history is None:
         notes.append(
@@ -450,6 +470,8 @@ def run(
         model_note=model_note,
         ctx=ctx,
         params=params,
+        churns=churns,
+        data_end=data_end,
     )
     report_doc = retention_json(res, clv, data_end, notes)
     report_doc["monitoring"] = {
@@ -486,6 +508,8 @@ def load_context(path: Path) -> _Context:
     values = {
         "definition": snap.get("definition", "contract"),
         "grace_days": snap.get("grace_days", 30),
+        "horizon_days": snap.get("horizon_days", 90),
+        "lead_days": snap.get("lead_days", 0),
         "test_months": split.get("test_months", 6),
         "valid_months": split.get("valid_months", 3),
     }

@@ -145,3 +145,21 @@ def test_recommend_retrain_reasons() -> None:
     assert retrain and reasons == ["realised ROC-AUC 0.620 on the 2024-02-01 predictions is below 0.7"]
     retrain, reasons = m.recommend_retrain(_drift(0), {"psi": 0.4, "p_value": 1e-9}, bt.iloc[:1], t)
     assert retrain and reasons[0].startswith("score distribution drifted")
+
+
+def test_label_past_predictions_follows_the_snapshot_rule() -> None:
+    T = pd.Timestamp
+    preds = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "c", "a"],
+            "snapshot_date": [T("2024-01-16"), T("2024-01-16"), T("2024-01-16"), T("2024-05-16")],
+            "risk": [0.9, 0.1, 0.5, 0.2],
+        }
+    )
+    churns = pd.DataFrame(
+        {"account_id": ["a", "c"], "churn_date": [T("2024-04-14"), T("2024-04-15")]}  # c: day 90, outside
+    )
+    out = m.label_past_predictions(preds, churns, T("2024-06-01"), horizon_days=90, grace_days=30)
+    assert out["label"].iloc[:3].tolist() == [1.0, 0.0, 0.0]
+    assert math.isnan(out["label"].iloc[3])  # 05-16 + 90 + 30 days is after data_end
+    assert out["risk"].tolist() == preds["risk"].tolist()

@@ -160,3 +160,17 @@ def test_backtest_and_score_drift_from_score_history(tmp_path: Path) -> None:
     assert mon["score_drift"]["source"].startswith("score history")
     html = (tmp_path / "reports" / "report.html").read_text()
     assert 'data-plot="backtest"' in html
+
+
+def test_backtest_labels_scoring_runs_off_the_snapshot_calendar(tmp_path: Path) -> None:
+    paths = _write_inputs(tmp_path, with_history=True)
+    hist_path = tmp_path / "scores" / "history.parquet"
+    hist = pd.read_parquet(hist_path)
+    hist["snapshot_date"] = hist["snapshot_date"] + pd.Timedelta(days=15)  # e.g. runs on the 16th
+    hist.to_parquet(hist_path)
+    report.main(_argv(tmp_path, paths["validated"], paths["params"]))
+    mon = json.loads((tmp_path / "metrics" / "monitoring.json").read_text())
+    dates = [r["snapshot_date"][:10] for r in mon["backtest"]["by_date"]]
+    # labelled once t + 90 days horizon + 30 days grace <= data_end (2024-06-30)
+    assert dates[0] == "2023-04-16" and dates[-1] == "2024-02-16"
+    assert sum(r["positives"] for r in mon["backtest"]["by_date"]) > 10
