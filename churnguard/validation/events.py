@@ -34,6 +34,7 @@ from churnguard.validation.rules import (
     clean_select,
     counts_sql,
     empty_report,
+    out_of_order_sql,
     quarantine_select,
     quote,
 )
@@ -142,7 +143,8 @@ def validate_events(
         sql = classify_sql(EVENTS, bucket_relation(bucket, staged.columns), types, ctx)
         run_sql(con, f"CREATE OR REPLACE TEMP TABLE ev_res AS {sql}")
         counts = con.execute(counts_sql("ev_res")).fetchall()
-        report = add_counts(report, counts)
+        late = con.execute(out_of_order_sql(EVENTS, "ev_res")).fetchall()[0][0]
+        report = add_counts(report, counts, late)
         clean_n = sum(int(n) for reason, n, *_ in counts if reason is None)
         if clean_n:
             run_sql(

@@ -21,6 +21,7 @@ from churnguard.validation.rules import (
     clean_select,
     counts_sql,
     empty_report,
+    out_of_order_sql,
     quarantine_select,
 )
 
@@ -43,6 +44,8 @@ def connect(memory_limit: str | None = None, temp_directory: Path | None = None)
     """A DuckDB connection that reads and writes timestamps as UTC wall time."""
     con = duckdb.connect()
     run_sql(con, "SET TimeZone = 'UTC'")
+    # Row order is carried explicitly (_src_file, _src_row), so DuckDB may write in parallel.
+    run_sql(con, "SET preserve_insertion_order = false")
     if memory_limit:
         run_sql(con, f"SET memory_limit = '{memory_limit}'")
     if temp_directory is not None:
@@ -136,7 +139,8 @@ def validate_frame(
             f"SELECT {quarantine_select(originals)} FROM res WHERE reason IS NOT NULL "
             "ORDER BY source_file, source_row"
         ).df()
-        report = add_counts(empty_report(), con.execute(counts_sql("res")).fetchall())
+        late = con.execute(out_of_order_sql(table, "res")).fetchall()[0][0]
+        report = add_counts(empty_report(), con.execute(counts_sql("res")).fetchall(), late)
     finally:
         con.close()
     check_invariant(table.name, report)

@@ -77,8 +77,18 @@ def check_required_columns(table: Table, columns: list[str], source: str) -> Non
 
 
 def _trimmed(col: Column, sql_type: str) -> str:
-    """The value as a trimmed string, NULL for empty / missing tokens."""
+    """The value as a trimmed string, NULL for empty / missing tokens.
+
+    A typed timestamp or number column is passed through as it is: only its NULLs
+    matter, and casting millions of values to text and back is the slow path.
+    """
     ref = quote(col.name)
+    typed_ts = col.kind == "timestamp" and (
+        sql_type.upper().startswith("TIMESTAMP") or sql_type.upper() == "DATE"
+    )
+    typed_num = col.kind in ("float", "int") and _is_numeric(sql_type)
+    if typed_ts or typed_num:
+        return ref
     as_text = ref if _is_string(sql_type) else f"CAST({ref} AS VARCHAR)"
     return (
         f"CASE WHEN lower(trim({as_text})) IN {_in_list(MISSING_TOKENS)} THEN NULL ELSE trim({as_text}) END"
@@ -127,7 +137,7 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     originals = [c for c in source_types if c not in META_COLUMNS]
 
     layer1 = [f"{quote(m)}" for m in META_COLUMNS]
-    layer1 += [f"CAST({quote(c)} AS VARCHAR) AS {quote('o_' + c)}" for c in originals]
+    layer1 += [f"{quote(c)} AS {quote('o_' + c)}" for c in originals]
     layer1 += [f"{_trimmed(c, source_types[c.name])} AS {quote('s_' + c.name)}" for c in present]
     layer1 += [quote(c.name) for c in present]
 
@@ -161,7 +171,8 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
         if col.allowed is not None:
             cat_bad.append(f"({s} IS NOT NULL AND {value} NOT IN {_in_list(col.allowed)})")
         if col.kind == "category":
-            normalised.append(f"({s} IS NOT NULL AND {value} <> {quote('o_' + col.name)})")
+            original = f"CAST({quote('o_' + col.name)} AS VARCHAR)"
+            normalised.append(f"({s} IS NOT NULL AND {value} <> {original})")
         if col.default is not None:
             defaulted.append(f"{s} IS NULL")
     v = {c.name: quote("v_" + c.name) for c in table.columns}
@@ -203,6 +214,7 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     pos = "_src_file, _src_row"
     all_values = ", ".join(v[c.name] for c in table.columns)
     key_values = ", ".join(v[k] for k in table.key)
+    key_hash = f"hash({key_values})"
     ref_joins, ref_checks = [], []
     for i, (column, ref_table) in enumerate(table.references):
         relation = ctx.references.get(ref_table)
@@ -214,23 +226,25 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
         # An optional reference (surveys.user_id) may be empty; only a given, unknown id fails.
         ref_checks.append(f"WHEN k.{v[column]} IS NOT NULL AND {alias}.id IS NULL THEN {_lit(code)}")
     ref_case = " ".join(ref_checks)
-    order_flag = "FALSE"
-    if table.check_time_order and table.time_column is not None:
-        ts = v[table.time_column]
-        order_flag = (
-            f"coalesce({ts} < lag({ts}) OVER (PARTITION BY reason IS NULL, _src_file, {v['account_id']} "
-            f"ORDER BY _src_row), FALSE) AND reason IS NULL"
-        )
     q_cols = ", ".join(quote("o_" + c) for c in originals)
     v_cols = ", ".join(v[c.name] for c in table.columns)
+    # Duplicates: an aggregate over a 64-bit hash of the key finds the (rare) keys held by
+    # several rows that passed checks 1-7; only those rows are ranked in file order by their
+    # real values (a hash collision only adds a candidate). A window over every row is slow.
     return f"""
 WITH l1 AS (SELECT {", ".join(layer1)} FROM {source}),
 l2 AS (SELECT {", ".join(layer2)} FROM l1),
 l3 AS (SELECT *, CASE {first_reason} END AS _r1 FROM l2),
-d AS (SELECT *, row_number() OVER (PARTITION BY _r1 IS NULL, {all_values} ORDER BY {pos}) AS _rn_exact
-      FROM l3),
-k AS (SELECT *, row_number() OVER (PARTITION BY _r1 IS NULL AND _rn_exact = 1, {key_values}
-      ORDER BY {pos}) AS _rn_key FROM d),
+dk AS (SELECT _h FROM (SELECT {key_hash} AS _h FROM l3 WHERE _r1 IS NULL) GROUP BY _h HAVING count(*) > 1),
+j AS (SELECT l3.*, dk._h IS NOT NULL AND l3._r1 IS NULL AS _dup
+      FROM l3 LEFT JOIN dk ON {key_hash} = dk._h),
+ranked AS (SELECT *, row_number() OVER (PARTITION BY {all_values} ORDER BY {pos}) AS _rn_exact
+           FROM j WHERE _dup),
+ranked2 AS (SELECT *, row_number() OVER (PARTITION BY _rn_exact = 1, {key_values} ORDER BY {pos}) AS _rn_key
+            FROM ranked),
+k AS (SELECT * FROM ranked2
+      UNION ALL BY NAME
+      SELECT *, 1 AS _rn_exact, 1 AS _rn_key FROM j WHERE NOT _dup),
 r AS (SELECT k._src_file, k._src_row, k._enc_repaired, {", ".join("k." + quote("o_" + c) for c in originals)},
         {", ".join("k." + v[c.name] for c in table.columns)}, k._normalised, k._defaulted,
         CASE WHEN k._r1 IS NOT NULL THEN k._r1
@@ -242,9 +256,21 @@ r AS (SELECT k._src_file, k._src_row, k._enc_repaired, {", ".join("k." + quote("
 SELECT _src_file, _src_row, {q_cols}, {v_cols}, reason,
        reason IS NULL AND _normalised AS normalised_category,
        reason IS NULL AND coalesce(_enc_repaired, FALSE) AS repaired_encoding,
-       {order_flag} AS out_of_order,
        reason IS NULL AND _defaulted AS defaulted_value
 FROM r
+"""
+
+
+def out_of_order_sql(table: Table, relation: str) -> str:
+    """Count of clean rows earlier than the previous clean row of their account in their file."""
+    if not table.check_time_order or table.time_column is None:
+        return "SELECT 0"
+    ts, account = quote("v_" + table.time_column), quote("v_account_id")
+    return f"""
+SELECT count(*) FROM (
+  SELECT {ts} < lag({ts}) OVER (PARTITION BY _src_file, {account} ORDER BY _src_row) AS late
+  FROM (SELECT _src_file, _src_row, {account}, {ts} FROM {relation} WHERE reason IS NULL)
+) WHERE late
 """
 
 
@@ -255,13 +281,16 @@ def clean_select(table: Table) -> str:
 
 def quarantine_select(originals: list[str]) -> str:
     """Columns of the quarantine table: original values as strings, reason and provenance."""
-    cols = [f"{quote('o_' + c)} AS {quote(c)}" for c in originals]
+    cols = [f"CAST({quote('o_' + c)} AS VARCHAR) AS {quote(c)}" for c in originals]
     return ", ".join([*cols, "reason", "_src_file AS source_file", "_src_row AS source_row"])
 
 
+ROW_REPAIRS = tuple(code for code in REPAIR_CODES if code != "out_of_order")
+
+
 def counts_sql(relation: str) -> str:
-    """One row of counts per reason (NULL = clean) with the repair counts of clean rows."""
-    repairs = ", ".join(f"sum(CAST({code} AS BIGINT)) AS {code}" for code in REPAIR_CODES)
+    """One row of counts per reason (NULL = clean) with the per-row repair counts of clean rows."""
+    repairs = ", ".join(f"sum(CAST({code} AS BIGINT)) AS {code}" for code in ROW_REPAIRS)
     return f"SELECT reason, count(*) AS n, {repairs} FROM {relation} GROUP BY reason"
 
 
@@ -270,20 +299,22 @@ def empty_report() -> dict[str, object]:
     return {"rows_in": 0, "rows_clean": 0, "rows_quarantined": 0, "reasons": {}, "repairs": {}}
 
 
-def add_counts(report: dict, rows: list[tuple]) -> dict:
-    """Add the rows of `counts_sql` to a per-table report (returns a new dict)."""
+def add_counts(report: dict, rows: list[tuple], out_of_order: int = 0) -> dict:
+    """Add the rows of `counts_sql` (and an out-of-order count) to a report (a new dict)."""
     out = {**report, "reasons": dict(report["reasons"]), "repairs": dict(report["repairs"])}
     for row in rows:
         reason, n, *repairs = row
         out["rows_in"] += int(n)
         if reason is None:
             out["rows_clean"] += int(n)
-            for code, count in zip(REPAIR_CODES, repairs, strict=True):
+            for code, count in zip(ROW_REPAIRS, repairs, strict=True):
                 if count:
                     out["repairs"][code] = out["repairs"].get(code, 0) + int(count)
         else:
             out["rows_quarantined"] += int(n)
             out["reasons"][reason] = out["reasons"].get(reason, 0) + int(n)
+    if out_of_order:
+        out["repairs"]["out_of_order"] = out["repairs"].get("out_of_order", 0) + int(out_of_order)
     out["reasons"] = {c: out["reasons"][c] for c in QUARANTINE_REASONS if c in out["reasons"]}
     out["repairs"] = {c: out["repairs"][c] for c in REPAIR_CODES if c in out["repairs"]}
     return out
