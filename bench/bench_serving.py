@@ -1,0 +1,340 @@
+"""Load benchmark of the service on loopback: req/s and p50/p99 per endpoint, at 16 and 64
+connections, side by side with a bare FastAPI endpoint returning a constant (same run); a
+1,000-row batch score with reasons; a soak run counting errors.
+
+The server is a real uvicorn process (one worker) on 127.0.0.1; the load generator is `wrk`
+(Debian package) in its own process, or, without wrk, a Python asyncio/httpx generator in
+a subprocess. With no `--model/--scores`, a realistic setup is built in a temp folder: the
+synthetic company of `models.synthetic` widened to ~60 features, a LightGBM bundle trained
+by `models.train.train_model`, and scores written by the real score stage.
+
+    .venv/bin/python bench/bench_serving.py                # ~3 minutes
+    .venv/bin/python bench/bench_serving.py --duration 5 --soak 0   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+KEY = "bench-read-key"
+
+BARE_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+
+@app.get("/constant")
+async def constant() -> dict[str, str]:
+    return {"status": "ok"}
+"""
+
+
+def build_setup(root: Path, n_accounts: int, extra_features: int) -> tuple[Path, Path, list[dict]]:
+    """A trained bundle and scores for a synthetic company; returns (model, scores, 1000 rows)."""
+    from churnguard.scores import ScoreParams
+    from models.bundle import select_features
+    from models.config import LightGBMParams, SplitParams, TrainParams
+    from models.synthetic import make_company
+    from models.train import join_snapshots, train_model
+    from pipeline import score as stage
+
+    features, snapshots = make_company(n_accounts=n_accounts, n_months=14, seed=3)
+    rng = np.random.default_rng(5)
+    base = features["active_users_30d"].to_numpy()
+    extra = {
+        f"usage_metric_{i:02d}_30d": base * rng.uniform(0.1, 3) + rng.normal(0, 5, len(features))
+        for i in range(extra_features)
+    }
+    features = pd.concat([features, pd.DataFrame(extra, index=features.index)], axis=1)
+    frame = join_snapshots(features, snapshots)
+    params = TrainParams(
+        search_trials=1, lightgbm=LightGBMParams(n_estimators=300, early_stopping_rounds=300)
+    )
+    result = train_model(
+        frame, select_features(features), params, SplitParams(test_months=3, valid_months=2), "bench"
+    )
+    bundle = result.bundle
+    model = bundle.save(root / "model")
+    features.to_parquet(root / "features.parquet", index=False)
+    snapshots.drop(columns=["p_true"]).to_parquet(root / "snapshots.parquet", index=False)
+    ids = features["account_id"].unique()
+    pd.DataFrame({"account_id": ids, "name": [f"Account {i}" for i in range(len(ids))]}).to_parquet(
+        root / "accounts.parquet", index=False
+    )
+    stage.run(
+        model=model,
+        features=root / "features.parquet",
+        snapshots=root / "snapshots.parquet",
+        explanations=root / "no-explanations.parquet",  # the stage explains every account itself
+        accounts=root / "accounts.parquet",
+        out=root / "scores",
+        params=ScoreParams(),
+    )
+    rows_frame = features.sample(1000, replace=len(features) < 1000, random_state=0)
+    rows = []
+    for rec in rows_frame[bundle.feature_names].to_dict(orient="records"):
+        rows.append({"features": {k: (None if pd.isna(v) else v) for k, v in rec.items()}})
+    print(
+        f"setup: {len(ids)} accounts, {len(bundle.feature_names)} features, "
+        f"{bundle.booster.num_trees()} trees, model {bundle.version}"
+    )
+    return model, root / "scores", rows
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{url} not ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        return float("nan")
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+
+def run_wrk(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, float]:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{int(duration)}s", "--latency", "--timeout", "10s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in sock.groups()) if sock else 0)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total, "errors": errors}
+
+
+PY_LOADGEN = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import httpx
+    url, conns, duration, headers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), json.loads(sys.argv[4])
+    lat, errors = [], 0
+    async def worker(client, end):
+        global errors
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            try:
+                r = await client.get(url, headers=headers)
+                if r.status_code >= 400: errors += 1
+            except Exception:
+                errors += 1
+            lat.append(time.perf_counter() - t)
+    async def main():
+        limits = httpx.Limits(max_connections=conns, max_keepalive_connections=conns)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+            start = time.perf_counter(); end = start + duration
+            await asyncio.gather(*(worker(client, end) for _ in range(conns)))
+            return time.perf_counter() - start
+    elapsed = asyncio.run(main())
+    lat.sort()
+    print(json.dumps({"rps": len(lat) / elapsed, "p50_ms": lat[len(lat) // 2] * 1000,
+                      "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "requests": len(lat), "errors": errors}))
+    """
+)
+
+
+def run_python(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, "-c", PY_LOADGEN, url, str(connections), str(duration), json.dumps(headers)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)
+
+
+def batch_latency(base: str, rows: list[dict], repeats: int) -> dict[str, float]:
+    """POST /v1/score with 1,000 rows and reasons, end to end over HTTP."""
+    times = []
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
+        client.post("/v1/score", json={"rows": rows[:10]}).raise_for_status()  # warm up
+        for _ in range(repeats):
+            t = time.perf_counter()
+            r = client.post("/v1/score", json={"rows": rows, "reasons": True})
+            times.append(time.perf_counter() - t)
+            r.raise_for_status()
+            assert len(r.json()["rows"]) == len(rows)
+    times.sort()
+    return {"p50_ms": statistics.median(times) * 1000, "max_ms": times[-1] * 1000, "n": len(times)}
+
+
+def batch_in_process(model: Path, rows: list[dict], repeats: int) -> dict[str, float]:
+    """The same batch without HTTP: predict_proba + explain_rows on a DataFrame."""
+    from models.bundle import ModelBundle
+    from models.reasons import explain_rows
+
+    bundle = ModelBundle.load(model)
+    X = pd.DataFrame([r["features"] for r in rows])[bundle.feature_names]
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        bundle.predict_proba(X)
+        explain_rows(bundle, X, top_n=3)
+        times.append(time.perf_counter() - t)
+    return {"p50_ms": statistics.median(times) * 1000, "n": repeats}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, help="A model dir (default: build a synthetic one).")
+    parser.add_argument("--scores", type=Path, help="A scores dir written by the score stage.")
+    parser.add_argument("--accounts", type=int, default=2000)
+    parser.add_argument("--extra-features", type=int, default=50)
+    parser.add_argument("--duration", type=float, default=8.0, help="Seconds per load run (<= 60).")
+    parser.add_argument("--soak", type=float, default=60.0, help="Seconds of the error-count run (0 = skip).")
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    args = parser.parse_args()
+    duration, soak = min(args.duration, 60.0), min(args.soak, 60.0)
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    try:
+        if args.model and args.scores:
+            model, scores = args.model, args.scores
+            from models.bundle import ModelBundle
+
+            names = ModelBundle.load(model).feature_names
+            feats = pd.DataFrame(np.nan, index=range(1000), columns=names)
+            rows = [{"features": {k: None for k in names}} for _ in range(len(feats))]
+        else:
+            model, scores, rows = build_setup(tmp, args.accounts, args.extra_features)
+        latest = pd.read_parquet(scores / "latest.parquet")
+        account = str(latest["account_id"].iloc[len(latest) // 2])
+
+        use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
+        load = run_wrk if use_wrk else run_python
+        print(f"load generator: {'wrk' if use_wrk else 'python asyncio/httpx subprocess'}; "
+              f"server: 1 uvicorn worker on 127.0.0.1; {os.cpu_count()} CPUs (shared)")  # fmt: skip
+
+        env = {
+            **os.environ,
+            "CHURNGUARD_API_KEY": KEY,
+            "CHURNGUARD_ADMIN_KEY": KEY + "-admin",
+            "CHURNGUARD_MODEL_URI": str(model),
+            "CHURNGUARD_SCORES_DIR": str(scores),
+            "CHURNGUARD_POLL_SECONDS": "0",
+            "PYTHONPATH": str(REPO),
+        }
+        (tmp / "bare_app.py").write_text(BARE_APP, encoding="utf-8")
+        uv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        results: dict[str, dict[int, dict[str, float]]] = {}
+        auth = {"Authorization": f"Bearer {KEY}"}
+
+        port = free_port()
+        bare = start([*uv, "--port", str(port), "--app-dir", str(tmp), "bare_app:app"], env,
+                     f"http://127.0.0.1:{port}/constant")  # fmt: skip
+        try:
+            for c in args.connections:
+                results.setdefault("bare FastAPI constant", {})[c] = load(
+                    f"http://127.0.0.1:{port}/constant", c, duration, {}
+                )
+        finally:
+            stop(bare)
+
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        app = start([*uv, "--port", str(port), "--factory", "serving.app:create_app"], env, f"{base}/readyz")
+        try:
+            endpoints = {
+                "/healthz (our app, constant)": f"{base}/healthz",
+                "/v1/accounts/{id}": f"{base}/v1/accounts/{account}",
+                "/v1/at-risk?limit=50": f"{base}/v1/at-risk?limit=50",
+                "/v1/at-risk filtered": f"{base}/v1/at-risk?tier=high&renewal_within_days=90&limit=50",
+            }
+            for name, url in endpoints.items():
+                for c in args.connections:
+                    results.setdefault(name, {})[c] = load(url, c, duration, auth)
+            batch = batch_latency(base, rows, repeats=10)
+            soak_result = (
+                load(f"{base}/v1/accounts/{account}", max(args.connections), soak, auth) if soak else None
+            )
+        finally:
+            stop(app)
+        inproc = batch_in_process(model, rows, repeats=5)
+
+        print(f"\n{'endpoint':32} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+        for name, by_c in results.items():
+            for c, r in by_c.items():
+                print(
+                    f"{name:32} {c:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
+                )
+        print()
+        for c in args.connections:
+            bare_rps = results["bare FastAPI constant"][c]["rps"]
+            acct = results["/v1/accounts/{id}"][c]["rps"]
+            own = results["/healthz (our app, constant)"][c]["rps"]
+            print(f"{c} conns: account lookup / bare FastAPI = {acct / bare_rps:.0%} (target >= 80%); "
+                  f"account lookup / our app's constant /healthz = {acct / own:.0%}")  # fmt: skip
+        print(f"POST /v1/score, 1,000 rows with reasons, over HTTP: p50 {batch['p50_ms']:.0f} ms, "
+              f"max {batch['max_ms']:.0f} ms ({batch['n']} runs; target < 100 ms)")  # fmt: skip
+        print(f"  same batch in process (predict_proba + explain_rows): p50 {inproc['p50_ms']:.0f} ms")
+        if soak_result:
+            print(f"soak: /v1/accounts/{{id}} {soak:.0f} s at {max(args.connections)} conns: "
+                  f"{soak_result['requests']} requests, {soak_result['errors']} errors, "
+                  f"{soak_result['rps']:.0f} req/s")  # fmt: skip
+        errors = sum(r["errors"] for by_c in results.values() for r in by_c.values())
+        errors += soak_result["errors"] if soak_result else 0
+        print(f"total errors: {errors}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
