@@ -312,9 +312,8 @@ def main() -> None:
         print(f"\n{'endpoint':32} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
         for name, by_c in results.items():
             for c, r in by_c.items():
-                print(
-                    f"{name:32} {c:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
-                )
+                line = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
+                print(f"{name:32} {c:>5} {line}")
         print()
         for c in args.connections:
             bare_rps = results["bare FastAPI constant"][c]["rps"]
