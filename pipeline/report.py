@@ -146,15 +146,28 @@ def _load_model(path: Path) -> tuple[Any | None, str]:
 # ---------------------------------------------------------------------------- monitoring
 
 
-def _split_labels(snapshots: pd.DataFrame, ctx: _Context) -> pd.Series:
-    """'train' / 'valid' / 'test' per labelled snapshot date (models.split), indexed by date."""
+def _split_labels(snapshots: pd.DataFrame, ctx: _Context, bundle: Any | None) -> tuple[pd.Series, str]:
+    """'train' / 'valid' / 'test' per labelled snapshot date, indexed by date, and where it came from.
+
+    The model's own split (its `meta['split_dates']`) when it has one: a model kept from an
+    earlier run was trained on its months, not today's. Else `models.split` on the snapshots.
+    """
     from models.split import split_by_snapshot
+
+    own = getattr(bundle, "meta", {}).get("split_dates") if bundle is not None else None
+    if isinstance(own, dict) and own.get("train"):
+        pairs = [(pd.Timestamp(d), part) for part, dates in own.items() for d in dates]
+        split = pd.Series([p for _, p in pairs], index=pd.DatetimeIndex([d for d, _ in pairs]))
+        return split.sort_index(), "the model's own training months (bundle metadata)"
 
     dates = pd.Series(
         np.sort(snapshots.loc[snapshots["label_observable"].astype(bool), "snapshot_date"].unique())
     )
     labels = split_by_snapshot(dates, ctx.test_months, ctx.valid_months)
-    return pd.Series(labels.to_numpy(), index=pd.DatetimeIndex(dates))
+    return (
+        pd.Series(labels.to_numpy(), index=pd.DatetimeIndex(dates)),
+        "training months by models.split.split_by_snapshot (params split)",
+    )
 
 
 def _feature_names(features: pd.DataFrame, bundle: Any | None) -> list[str]:
@@ -187,7 +200,7 @@ def build_monitoring(
         notes.append(
             f"No model: {model_note}. Drift uses every feature column; backtests use score history only."
         )
-    split = _split_labels(snapshots, ctx)
+    split, split_source = _split_labels(snapshots, ctx, bundle)
     train_dates = pd.DatetimeIndex(split.index[split == "train"])
     in_sample_dates = pd.DatetimeIndex(
         split.index[split != "test"]
@@ -242,7 +255,7 @@ def build_monitoring(
         "reference": {
             "snapshot_dates": [str(d.date()) for d in train_dates],
             "rows": len(reference),
-            "description": "training months (models.split.split_by_snapshot)",
+            "description": split_source,
         },
         "current": {"snapshot_date": str(pd.Timestamp(latest_date).date()), "rows": len(current)},
         "model": model_note,
@@ -317,7 +330,7 @@ def _past_predictions(
         )
     risk = bundle.predict_proba(_model_input(bundle, past))
     preds = pd.DataFrame({"snapshot_date": past["snapshot_date"], "risk": risk, "label": past["label"]})
-    test_dates = ", ".join(str(d.date()) for d in split.index[split == "test"])
+    test_dates = ", ".join(str(pd.Timestamp(d).date()) for d in sorted(past["snapshot_date"].unique()))
     return preds, (
         "the current model rescoring past snapshots outside its training and validation months "
         f"(out-of-sample dates: {test_dates}); no score history with an elapsed horizon yet"

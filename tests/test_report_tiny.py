@@ -100,6 +100,14 @@ def test_outputs_on_the_tiny_company(reported: Tiny) -> None:
     assert mon["feature_drift"], "drift needs the model's features"
     assert mon["score_drift"] is not None and mon["score_drift"]["psi"] is not None
     assert mon["backtest"]["by_date"], mon["notes"]
+    # drift is measured against the model's own training months; the backtest never uses
+    # the months the model was fitted, early-stopped or calibrated on
+    from models.bundle import ModelBundle
+
+    own = ModelBundle.load(t.model).meta["split_dates"]
+    assert mon["reference"]["snapshot_dates"] == own["train"]
+    in_sample = set(own["train"]) | set(own["valid"])
+    assert not {r["snapshot_date"][:10] for r in mon["backtest"]["by_date"]} & in_sample
     assert isinstance(mon["retrain"]["recommended"], bool)
     if mon["retrain"]["recommended"]:
         assert mon["retrain"]["reasons"]
