@@ -44,6 +44,7 @@ class TextParams(Section):
 class EngineParams(Section):
     threads: int | None = None
     memory_limit: str | None = None
+    temp_directory: str | None = None
 
 
 class FeatureParams(Section):
@@ -218,7 +219,9 @@ def describe(features: pd.DataFrame) -> dict[str, Any]:
     cats = [
         c
         for c in feature_columns(features)
-        if not (pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_datetime64_any_dtype(features[c]))
+        if not (
+            pd.api.types.is_numeric_dtype(features[c]) or pd.api.types.is_datetime64_any_dtype(features[c])
+        )
     ]
     return {
         "rows": len(features),

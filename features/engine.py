@@ -51,9 +51,13 @@ def sql_string(value: str) -> str:
 class Engine:
     """A DuckDB connection with named tables and views; `query` returns pandas frames."""
 
-    def __init__(self, threads: int | None = None, memory_limit: str | None = None) -> None:
+    def __init__(
+        self, threads: int | None = None, memory_limit: str | None = None, temp_directory: str | None = None
+    ) -> None:
         self.dialect = Dialect()
         self.con = duckdb.connect()
+        if temp_directory:  # where DuckDB spills when the aggregates outgrow memory_limit
+            self.con.execute(f"SET temp_directory = {sql_string(temp_directory)}")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         if memory_limit:

@@ -86,7 +86,11 @@ def run(
     snaps = pd.read_parquet(snapshots)
     tables = read_tables(validated)
     cutoff = choose_cutoff(snaps, split)
-    engine = Engine(threads=params.engine.threads, memory_limit=params.engine.memory_limit)
+    engine = Engine(
+        threads=params.engine.threads,
+        memory_limit=params.engine.memory_limit,
+        temp_directory=params.engine.temp_directory,
+    )
     try:
         prepare_event_aggregates(engine, engine.dialect.parquet(events_glob(validated)))
         state = fit_feature_state(engine, tables.get("surveys"), cutoff, params)
