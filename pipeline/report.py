@@ -200,11 +200,18 @@ def build_monitoring(
         notes.append(
             f"No model: {model_note}. Drift uses every feature column; backtests use score history only."
         )
-    split, split_source = _split_labels(snapshots, ctx, bundle)
+    try:
+        split, split_source = _split_labels(snapshots, ctx, bundle)
+    except InputError as exc:  # too little labelled history: retention still reported
+        split, split_source = pd.Series(dtype="str", index=pd.DatetimeIndex([])), "none"
+        notes.append(f"Drift unavailable (no training months): {exc}")
     train_dates = pd.DatetimeIndex(split.index[split == "train"])
-    in_sample_dates = pd.DatetimeIndex(
-        split.index[split != "test"]
-    )  # train + valid (early stopping, calibration)
+    # train + valid are in-sample (fitted, early-stopped, calibrated on); unknown split: all labelled dates
+    in_sample_dates = (
+        pd.DatetimeIndex(split.index[split != "test"])
+        if len(split)
+        else pd.DatetimeIndex(snapshots["snapshot_date"].unique())
+    )
     rows = features
     if "segment" not in features.columns and "segment" in snapshots.columns:
         rows = features.merge(snapshots[[*KEYS, "segment"]], on=KEYS, how="left")

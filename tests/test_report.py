@@ -174,3 +174,14 @@ def test_backtest_labels_scoring_runs_off_the_snapshot_calendar(tmp_path: Path) 
     # labelled once t + 90 days horizon + 30 days grace <= data_end (2024-06-30)
     assert dates[0] == "2023-04-16" and dates[-1] == "2024-02-16"
     assert sum(r["positives"] for r in mon["backtest"]["by_date"]) > 10
+
+
+def test_too_little_history_for_a_split_still_reports_retention(tmp_path: Path) -> None:
+    paths = _write_inputs(tmp_path)
+    paths["params"].write_text(yaml.safe_dump({"split": {"test_months": 12, "valid_months": 6}}))
+    report.main(_argv(tmp_path, paths["validated"], paths["params"]))
+    doc = json.loads((tmp_path / "metrics" / "report.json").read_text())
+    mon = json.loads((tmp_path / "metrics" / "monitoring.json").read_text())
+    assert doc["overall"]["logo_retention_rate"] is not None
+    assert any("Drift unavailable" in n for n in mon["notes"]) and mon["reference"]["rows"] == 0
+    assert mon["retrain"]["recommended"] is False
