@@ -50,9 +50,9 @@ class Segment:
 
 
 SEGMENTS: tuple[Segment, ...] = (
-    Segment("smb", 0.62, 7.0, 0.55, 29.0, "starter", 0.72, -5.25, -3.15),
-    Segment("mid_market", 0.29, 32.0, 0.5, 49.0, "business", 0.35, -5.3, -3.45),
-    Segment("enterprise", 0.09, 110.0, 0.45, 75.0, "enterprise", 0.06, -5.6, -3.75),
+    Segment("smb", 0.62, 7.0, 0.55, 29.0, "starter", 0.72, -5.55, -3.5),
+    Segment("mid_market", 0.29, 32.0, 0.5, 49.0, "business", 0.35, -5.6, -3.8),
+    Segment("enterprise", 0.09, 110.0, 0.45, 75.0, "enterprise", 0.06, -5.9, -4.1),
 )
 ANNUAL_DISCOUNT = 0.17
 
@@ -94,14 +94,15 @@ class Behaviour:
 
     # engagement: e' = e + kappa (target - e) + sigma N(0,1) - drift z + shock
     mu_sd: float = 0.45
-    kappa: float = 0.3
+    kappa: float = 0.25
     sigma: float = 0.12
-    drift: float = 0.32
-    shock_p: float = 0.03
+    drift: float = 0.4
+    shock_p: float = 0.05
+    avg_weight: float = 0.3  # weight of the current month in the engagement moving average
     shock_scale: float = 0.5
     onboarding_gap: float = 0.55  # engagement deficit in the first 3 months, scaled by poor onboarding
     # disengagement regime z (evaluating a competitor, budget cut, lost sponsor)
-    z_base: float = -4.2
+    z_base: float = -3.6
     z_champion: float = 1.3
     z_bugs: float = 0.35
     z_price: float = 0.6
@@ -115,8 +116,9 @@ class Behaviour:
     # high-severity bugs: arrivals per month and monthly resolution probability
     bug_rate: float = 0.07
     # churn decision logit = base[segment, billing] + these terms
-    w_engagement: float = 1.25
-    w_z: float = 1.55
+    w_engagement: float = 0.6
+    w_decline: float = 3.5
+    w_z: float = 0.6
     w_champion: float = 0.8
     w_bugs: float = 0.45
     w_onboarding: float = 0.9

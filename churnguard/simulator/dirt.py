@@ -178,9 +178,11 @@ class Dirt:
                         df[col] = df[col].astype(object)
                         df.loc[rows, col] = changed[col].to_numpy()
             else:
-                copy = plan[code](df.loc[rows].copy(), rng)
+                copy = df.loc[rows].copy()
                 if ids is not None and code not in ("duplicate_exact", "duplicate_key"):
+                    # a fresh id, so only the injected fault can make the copy fail
                     copy[ids[0]] = _new_ids(rng, ids, set(df[ids[0]].dropna()), m)
+                copy = plan[code](copy, rng)
                 copy["_pos"] = rows + 0.5
                 copies.append(copy)
             self._count(name, code, m)
@@ -213,8 +215,7 @@ class Dirt:
         columns = [c for c in out.columns if c != "_encoding"]
         with path.open("wb") as fh:
             fh.write(_csv_line(columns).encode("utf-8"))
-            for row in out.itertuples(index=False):
-                values = row._asdict()
+            for values in out.to_dict("records"):
                 enc = values.pop("_encoding") or "utf-8"
                 fh.write(_csv_line([values[c] for c in columns]).encode(enc))
         return len(out)

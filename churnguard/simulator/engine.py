@@ -135,6 +135,9 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
             oracle_parts.append(_oracle(p, state, acc, alive, next_end, g, start, t0))
         born = (s0 == g) | ((g == g0) & (s0 < g0))
         rng_l = _rng(p.seed, g, "latent")
+        # the decisions of this month are taken on the state of the month before (known at t0)
+        h = churn_probability(state, static)
+        decided_on = state
         stepped, tr = step(state, static, rng_l)
         if born.any():
             idx = np.flatnonzero(born)
@@ -150,7 +153,6 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
         u = rng_d.random((3, n))
         has_end = alive & (next_end == g)
         end_ts = term_end(start, np.full(n, g), acc.anchor_day)
-        h = churn_probability(state, static)
         leave = has_end & (u[0] < h) & (g >= 0)
         renew = has_end & ~leave
         canceled = np.where(
@@ -170,7 +172,7 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
         )
         churn_date[leave] = end_ts[leave]
         churn_reason[leave] = main_driver(
-            state.take(np.flatnonzero(leave)), static.take(np.flatnonzero(leave))
+            decided_on.take(np.flatnonzero(leave)), static.take(np.flatnonzero(leave))
         )
         cur_start = np.where(renew, end_ts, cur_start)
         next_end = np.where(renew, next_end + term, next_end)
@@ -219,10 +221,11 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
                     {
                         "account": live,
                         "month_start": t0,
-                        "engagement": state.e[live],
-                        "disengaging": state.z[live] > 0.5,
-                        "champion_recently_lost": champion_recent(state)[live] > 0.5,
-                        "open_high_bugs": state.bugs[live].astype(np.int64),
+                        "engagement": decided_on.e[live],
+                        "engagement_avg": decided_on.e_avg[live],
+                        "disengaging": decided_on.z[live] > 0.5,
+                        "champion_recently_lost": champion_recent(decided_on)[live] > 0.5,
+                        "open_high_bugs": decided_on.bugs[live].astype(np.int64),
                         "churn_decision_p": h[live],
                         "term_ends_this_month": has_end[live],
                     }

@@ -16,6 +16,7 @@ from churnguard.simulator.config import BEHAVIOUR, Behaviour
 
 DRIVERS = (
     "low_engagement",
+    "declining_usage",
     "disengagement",
     "champion_left",
     "unresolved_bugs",
@@ -50,6 +51,7 @@ class State:
     """Per-account state at a month boundary."""
 
     e: np.ndarray  # engagement (log activity multiplier)
+    e_avg: np.ndarray  # slow moving average of engagement (what "usual" looks like)
     z: np.ndarray  # 1 while disengaging
     champ: np.ndarray  # 1 when a champion is in place
     since_loss: np.ndarray  # months since the champion last left (99 = never)
@@ -93,6 +95,7 @@ def initial_state(static: Static, rng: np.random.Generator, age: np.ndarray) -> 
     champ = (rng.random(n) < 0.85).astype(np.float64)
     return State(
         e=e,
+        e_avg=e.copy(),
         z=np.zeros(n),
         champ=champ,
         since_loss=np.full(n, 99.0),
@@ -141,7 +144,8 @@ def step(
     resolved = rng.binomial(state.bugs.astype(np.int64), static.bug_fix_p).astype(np.float64)
     new = rng.poisson(b.bug_rate * static.bugginess * np.exp(0.4 * e)).astype(np.float64)
     bugs = state.bugs - resolved + new
-    nxt = State(e=e, z=z, champ=champ, since_loss=since_loss, bugs=bugs, age=age)
+    e_avg = (1.0 - b.avg_weight) * state.e_avg + b.avg_weight * e
+    nxt = State(e=e, e_avg=e_avg, z=z, champ=champ, since_loss=since_loss, bugs=bugs, age=age)
     return nxt, Transition(champ_left=leave, champ_hired=hire, bugs_new=new, bugs_resolved=resolved)
 
 
@@ -150,6 +154,7 @@ def churn_terms(state: State, static: Static, b: Behaviour = BEHAVIOUR) -> dict[
     young = (state.age < b.onboarding_months).astype(np.float64)
     return {
         "low_engagement": -b.w_engagement * state.e,
+        "declining_usage": b.w_decline * np.maximum(state.e_avg - state.e, 0.0),
         "disengagement": b.w_z * state.z,
         "champion_left": b.w_champion * champion_recent(state, b),
         "unresolved_bugs": b.w_bugs * np.minimum(state.bugs, 4.0),

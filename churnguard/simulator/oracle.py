@@ -29,7 +29,7 @@ def churn_within_horizon(
     """Probability per row of leaving at a term end in (t, t + horizon], t = month start.
 
     `state` is the latent state that governed the month before t (the last one whose
-    consequences are known at t); term ends are on `anchor_day` of month indices
+    consequences are known at t; it also sets the decisions of the month starting at t); term ends are on `anchor_day` of month indices
     next_end_month + k * term_months.
     """
     n = len(state.e)
@@ -43,12 +43,13 @@ def churn_within_horizon(
     survive = np.ones(len(rows))
     j = snapshot_month
     while int(month_starts(start, j, j)[0]) <= t_h:
-        st, _ = step(st, stat, rng)
         month_start = int(month_starts(start, j, j)[0])
         end_ts = month_start + (anchor.astype(np.int64) - 1) * US_PER_DAY
         is_end = (j >= nxt) & ((j - nxt) % term == 0) & (end_ts > t) & (end_ts <= t_h)
         if is_end.any():
+            # decisions in month j are taken on the state of month j - 1, as in the history
             h = churn_probability(st, stat)
             survive *= np.where(is_end, 1.0 - h, 1.0)
+        st, _ = step(st, stat, rng)
         j += 1
     return 1.0 - survive.reshape(n, paths).mean(axis=1)
