@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,7 @@ class Dirt:
         """A dirty copy of one small table (timestamps as strings where faults need it)."""
         rng = self._rng(name)
         if name == "accounts":
-            plan = {"duplicate_exact": _same, "duplicate_key": _other_name}
+            plan: dict[str, Fault] = {"duplicate_exact": _same, "duplicate_key": _other_name}
             return self._apply(name, df, rng, plan, {}, ids=None)
         if name == "subscriptions":
             df = df.assign(
@@ -113,7 +114,7 @@ class Dirt:
                 "bad_order": _end_before_start,
                 "unknown_account": _unknown_account,
             }
-            inplace = {"normalised_category": _respell("billing_period", BILLING_VARIANTS)}
+            inplace: dict[str, Fault] = {"normalised_category": _respell("billing_period", BILLING_VARIANTS)}
             return self._apply(name, df, rng, plan, inplace, ids=("subscription_id", "sub_", 10))
         if name == "users":
             plan = {
@@ -141,9 +142,7 @@ class Dirt:
                 "future_timestamp": _future_ticket,
                 "unknown_account": _unknown_account,
             }
-            inplace = {
-                "normalised_category": _respell_ticket,
-            }
+            inplace = {"normalised_category": _respell_ticket}
             return self._apply(name, df, rng, plan, inplace, ids=("ticket_id", "T-", 0))
         raise ValueError(name)
 
@@ -198,7 +197,7 @@ class Dirt:
         df = df.assign(comment=df["comment"].astype(object).where(df["comment"].notna(), None))
         lang = df["comment"].map(_language)
         encodable = df["comment"].combine(lang, _encodable)
-        plan = {
+        plan: dict[str, Fault] = {
             "duplicate_exact": _same,
             "duplicate_key": _other_nps,
             "missing_required": _set_null("response_id"),
@@ -208,13 +207,13 @@ class Dirt:
             "future_timestamp": _future_survey,
             "unknown_account": _unknown_account,
         }
-        inplace = {"repaired_encoding": _mark_encoding}
+        inplace: dict[str, Fault] = {"repaired_encoding": _mark_encoding}
         eligible = {"repaired_encoding": encodable.to_numpy(bool)}
         df = df.assign(_encoding=None)
         out = self._apply("surveys", df, rng, plan, inplace, ("response_id", "resp_", 7), eligible)
         columns = [c for c in out.columns if c != "_encoding"]
         with path.open("wb") as fh:
-            fh.write(_csv_line(columns).encode("utf-8"))
+            fh.write(_csv_line(list(columns)).encode("utf-8"))
             for values in out.to_dict("records"):
                 enc = values.pop("_encoding") or "utf-8"
                 fh.write(_csv_line([values[c] for c in columns]).encode(enc))
@@ -260,7 +259,9 @@ class Dirt:
 
         late = chosen["out_of_order"]
         base = np.setdiff1d(np.arange(n), late)
-        pieces = [(base.astype(np.float64), base, {})]
+        pieces: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = [
+            (base.astype(np.float64), base, {})
+        ]
 
         def copy(code: str, **changes: np.ndarray) -> None:
             rows = chosen[code]
@@ -288,7 +289,8 @@ class Dirt:
             )
         )
 
-        keys, cols = [], {"acc": [], "user": [], "ts": [], "event": [], "qty": []}
+        keys: list[np.ndarray] = []
+        cols: dict[str, list[np.ndarray]] = {"acc": [], "user": [], "ts": [], "event": [], "qty": []}
         for key, rows, changes in pieces:
             keys.append(key)
             cols["acc"].append(changes.get("acc", acc[rows]))
@@ -376,7 +378,7 @@ def _unknown_account(rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFra
     return rows.assign(account_id=_fake_ids(rng, "acc_", 6, len(rows)))
 
 
-def _respell(column: str, variants: dict[str, tuple[str, ...]]) -> Fault:
+def _respell(column: str, variants: Mapping[str, tuple[str, ...]]) -> Fault:
     def fault(rows: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
         picks = rng.integers(0, 1000, len(rows))
         values = [variants[v][p % len(variants[v])] for v, p in zip(rows[column], picks, strict=True)]
@@ -442,7 +444,7 @@ def _new_ids(rng: np.random.Generator, spec: tuple[str, str, int], taken: set[ob
     return np.array(out, dtype=object)
 
 
-def _csv_line(values: list[object]) -> str:
+def _csv_line(values: list[Any]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerow(["" if v is None or v is pd.NA else v for v in values])
     return buf.getvalue()

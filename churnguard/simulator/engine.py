@@ -382,7 +382,7 @@ def _accounts_truth(acc: Accounts, churn_date: np.ndarray, reason: np.ndarray) -
             "churn_date": pd.to_datetime(
                 np.where(churn_date == NEVER, np.datetime64("NaT"), churn_date.astype("datetime64[us]"))
             ),
-            "churn_reason": pd.array(np.where(reason == "", None, reason), dtype="string"),
+            "churn_reason": pd.array([r or None for r in reason], dtype="string"),
         }
     )
 

@@ -29,8 +29,8 @@ def churn_within_horizon(
     """Probability per row of leaving at a term end in (t, t + horizon], t = month start.
 
     `state` is the latent state that governed the month before t (the last one whose
-    consequences are known at t; it also sets the decisions of the month starting at t); term ends are on `anchor_day` of month indices
-    next_end_month + k * term_months.
+    consequences are known at t; it also sets the decisions of the month starting at t).
+    Term ends are on `anchor_day` of month indices next_end_month + k * term_months.
     """
     n = len(state.e)
     if n == 0:
