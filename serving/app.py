@@ -24,6 +24,7 @@ from churnguard.errors import InputError
 from churnguard.params import load_section
 from churnguard.scores import ScoreParams
 from serving.config import Settings, get_settings
+from serving.deps import BEARER_SCHEME
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware
 from serving.routers import accounts, at_risk, health, model, page, score
@@ -89,6 +90,19 @@ def _load_tiers(settings: Settings) -> ScoreParams:
     return load_section("score", ScoreParams, path)
 
 
+def _document_bearer_auth(schema: dict[str, Any]) -> None:
+    """Mark every operation that documents a 401 (it checks an API key) with the bearer scheme."""
+    schema["components"].setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <CHURNGUARD_API_KEY>` (admin routes: CHURNGUARD_ADMIN_KEY)",
+    }
+    for ops in schema.get("paths", {}).values():
+        for op in ops.values():
+            if "401" in op.get("responses", {}):
+                op["security"] = [{BEARER_SCHEME: []}]
+
+
 def _openapi_with_error_bodies(app: FastAPI) -> Any:
     """The schema, with every 422 documented as the `ErrorBody` the handler really returns."""
 
@@ -111,6 +125,7 @@ def _openapi_with_error_bodies(app: FastAPI) -> Any:
                 if resp is not None:
                     resp["content"] = {"application/json": {"schema": error_ref}}
                     resp["description"] = "Invalid input; `errors` names each offending field."
+        _document_bearer_auth(schema)
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
         app.openapi_schema = schema
