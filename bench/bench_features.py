@@ -215,11 +215,13 @@ def main() -> None:
     scan = results["scan"]["wall_s"]
     print(f"events: {n:,}  threads: {args.threads}")
     for step, r in results.items():
-        print(
-            f"{step:>10}: {r['wall_s']:8.1f} s  {n / r['wall_s'] / 1e6:7.2f} M events/s  peak {r['peak_mb']:8.0f} MB"
-        )
-    print(f"snapshots+features: {total:.1f} s = {total / scan:.1f} plain DuckDB scans; "
-          f"{n / total / 1e6:.2f} M events/s; peak {max(results['snapshots']['peak_mb'], results['features']['peak_mb']):.0f} MB")  # fmt: skip
+        rate = n / r["wall_s"] / 1e6
+        print(f"{step:>10}: {r['wall_s']:8.1f} s  {rate:7.2f} M events/s  peak {r['peak_mb']:8.0f} MB")
+    peak = max(results["snapshots"]["peak_mb"], results["features"]["peak_mb"])
+    print(
+        f"snapshots+features: {total:.1f} s = {total / scan:.1f} plain DuckDB scans; "
+        f"{n / total / 1e6:.2f} M events/s; peak {peak:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -53,10 +53,10 @@ class FeatureParams(Section):
     core_events: list[str] | None = None
     core_events_top_n: int = 3
     sla_first_response_hours: dict[str, float] = Field(
-        default_factory=lambda: {"urgent": 4, "high": 8, "medium": 24, "low": 72}
+        default_factory=lambda: {"urgent": 4.0, "high": 8.0, "medium": 24.0, "low": 72.0}
     )
     sla_resolution_hours: dict[str, float] = Field(
-        default_factory=lambda: {"urgent": 24, "high": 72, "medium": 168, "low": 336}
+        default_factory=lambda: {"urgent": 24.0, "high": 72.0, "medium": 168.0, "low": 336.0}
     )
     onboarding_days: int = 120
     onboarding_min_users: int = 3

@@ -31,7 +31,10 @@ class Dialect:
         return f"date_diff('day', CAST({start} AS DATE), CAST({end} AS DATE))"
 
     def hours_between(self, start: str, end: str) -> str:
-        """Fractional hours from `start` to `end` (Spark: (unix_timestamp(end) - unix_timestamp(start)) / 3600)."""
+        """Fractional hours from `start` to `end`.
+
+        Spark: (unix_timestamp(end) - unix_timestamp(start)) / 3600.
+        """
         return f"(epoch({end}) - epoch({start})) / 3600.0"
 
     def minus_days(self, ts: str, days: int) -> str:

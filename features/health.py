@@ -140,7 +140,6 @@ def compute_health(features: pd.DataFrame, params: HealthParams, n_event_types: 
     out["health_score"] = np.round(score, 6)
     red, yellow = params.tiers.get("red", 40.0), params.tiers.get("yellow", 70.0)
     tier = np.where(score < red, "red", np.where(score < yellow, "yellow", "green"))
-    out["health_tier"] = pd.Series(
-        np.where(np.isnan(score), None, tier), index=features.index, dtype="string"
-    )
+    tiers = pd.Series(tier, index=features.index, dtype="string")
+    out["health_tier"] = tiers.where(~np.isnan(score), pd.NA)
     return out

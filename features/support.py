@@ -83,7 +83,8 @@ def build_support_features(
                 OR (NOT {resolved} AND {waited} > {res_target})) THEN 1 ELSE 0 END
           ) AS sla_resolution_breaches_90d,
           SUM(CASE WHEN {in90} AND {resolved} AND k.escalated THEN 1 ELSE 0 END) AS escalations_90d,
-          AVG(CASE WHEN {resolved} AND k.resolved_at >= {d.minus_days(t, 90)} THEN k.csat END) AS csat_mean_90d
+          AVG(CASE WHEN {resolved} AND k.resolved_at >= {d.minus_days(t, 90)} THEN k.csat END)
+              AS csat_mean_90d
         FROM {snaps} s
         JOIN {tickets} k
           ON k.account_id = s.account_id

@@ -40,10 +40,15 @@ def write_company(folder: Path, n_accounts: int = 24, seed: int = 3, subscriptio
     ids = [f"acc{i:03d}" for i in range(n_accounts)]
     created = [START + pd.Timedelta(days=int(d)) for d in rng.integers(0, 200, n_accounts)]
     accounts = pd.DataFrame(
-        {"account_id": ids, "created_at": created, "name": ids,
-         "segment": rng.choice(["smb", "mid_market", "enterprise"], n_accounts),
-         "industry": "software", "country": "JP"}
-    )  # fmt: skip
+        {
+            "account_id": ids,
+            "created_at": created,
+            "name": ids,
+            "segment": rng.choice(["smb", "mid_market", "enterprise"], n_accounts),
+            "industry": "software",
+            "country": "JP",
+        }
+    )
     subs, users, events, tickets, surveys = [], [], [], [], []
     for i, acc in enumerate(ids):
         annual = i % 3 == 0
@@ -53,8 +58,19 @@ def write_company(folder: Path, n_accounts: int = 24, seed: int = 3, subscriptio
         while s < min(churn_at, END):
             e = s + term
             canceled = e - pd.Timedelta(days=10) if e >= churn_at else pd.NaT
-            subs.append((acc, f"{acc}-s{k}", s, e, float(rng.integers(50, 500)), "pro" if i % 2 else "basic",
-                         "annual" if annual else "monthly", int(rng.integers(3, 20)), canceled))  # fmt: skip
+            subs.append(
+                (
+                    acc,
+                    f"{acc}-s{k}",
+                    s,
+                    e,
+                    float(rng.integers(50, 500)),
+                    "pro" if i % 2 else "basic",
+                    "annual" if annual else "monthly",
+                    int(rng.integers(3, 20)),
+                    canceled,
+                )
+            )
             s, k = e, k + 1
         last_day = min(churn_at, END)
         n_users = int(rng.integers(2, 8))
@@ -72,8 +88,16 @@ def write_company(folder: Path, n_accounts: int = 24, seed: int = 3, subscriptio
             n = int(rng.integers(5, 60)) * max(span // 30, 1) // 3
             offs = rng.integers(0, span * 86400, n)
             for o in offs:
-                events.append((acc, f"{acc}-u{u}", uc + pd.Timedelta(seconds=int(o)),
-                               rng.choice(["login", "report", "export", "share", "admin"], p=[.4, .3, .15, .1, .05])))  # fmt: skip
+                events.append(
+                    (
+                        acc,
+                        f"{acc}-u{u}",
+                        uc + pd.Timedelta(seconds=int(o)),
+                        rng.choice(
+                            ["login", "report", "export", "share", "admin"], p=[0.4, 0.3, 0.15, 0.1, 0.05]
+                        ),
+                    )
+                )
         for j in range(int(rng.integers(0, 8))):
             c = created[i] + pd.Timedelta(
                 hours=int(rng.integers(0, max((last_day - created[i]).days, 1) * 24))
@@ -84,21 +108,51 @@ def write_company(folder: Path, n_accounts: int = 24, seed: int = 3, subscriptio
                 fr = pd.NaT
             if pd.notna(rs) and rs > END:
                 rs = pd.NaT
-            tickets.append((f"{acc}-t{j}", acc, c, rng.choice(["bug", "question", "feature_request", "other"]),
-                            rng.choice(["low", "medium", "high", "urgent"]), fr, rs,
-                            bool(rng.random() < 0.2), float(rng.integers(1, 6)) if pd.notna(rs) else np.nan))  # fmt: skip
+            tickets.append(
+                (
+                    f"{acc}-t{j}",
+                    acc,
+                    c,
+                    rng.choice(["bug", "question", "feature_request", "other"]),
+                    rng.choice(["low", "medium", "high", "urgent"]),
+                    fr,
+                    rs,
+                    bool(rng.random() < 0.2),
+                    float(rng.integers(1, 6)) if pd.notna(rs) else np.nan,
+                )
+            )
         for j, q in enumerate(pd.date_range(created[i] + pd.Timedelta(days=30), last_day, freq="90D")):
             pool = [EN, JA, ZH][i % 3]
             comment = pool[int(rng.integers(0, len(pool)))] if rng.random() < 0.8 else None
             nps = float(rng.integers(8, 11) if comment in GOOD else rng.integers(0, 7))
-            surveys.append((f"{acc}-r{j}", acc, q + pd.Timedelta(hours=int(rng.integers(0, 48))),
-                            f"{acc}-u0", nps if rng.random() < 0.9 else np.nan, comment))  # fmt: skip
+            surveys.append(
+                (
+                    f"{acc}-r{j}",
+                    acc,
+                    q + pd.Timedelta(hours=int(rng.integers(0, 48))),
+                    f"{acc}-u0",
+                    nps if rng.random() < 0.9 else np.nan,
+                    comment,
+                )
+            )
     us = "datetime64[us]"
     accounts["created_at"] = accounts["created_at"].astype(us)
     accounts.to_parquet(folder / "accounts.parquet", index=False)
     if subscriptions:
-        frame = pd.DataFrame(subs, columns=["account_id", "subscription_id", "start_date", "end_date", "mrr",
-                                            "plan", "billing_period", "seats", "canceled_at"])  # fmt: skip
+        frame = pd.DataFrame(
+            subs,
+            columns=[
+                "account_id",
+                "subscription_id",
+                "start_date",
+                "end_date",
+                "mrr",
+                "plan",
+                "billing_period",
+                "seats",
+                "canceled_at",
+            ],
+        )
         for c in ("start_date", "end_date", "canceled_at"):
             frame[c] = frame[c].astype(us)
         frame["seats"] = frame["seats"].astype(float)
@@ -114,8 +168,20 @@ def write_company(folder: Path, n_accounts: int = 24, seed: int = 3, subscriptio
     half = len(ev) // 2
     ev.iloc[:half].to_parquet(folder / "usage_events" / "part-0.parquet", index=False)
     ev.iloc[half:].to_parquet(folder / "usage_events" / "part-1.parquet", index=False)
-    frame = pd.DataFrame(tickets, columns=["ticket_id", "account_id", "created_at", "category", "severity",
-                                           "first_response_at", "resolved_at", "escalated", "csat"])  # fmt: skip
+    frame = pd.DataFrame(
+        tickets,
+        columns=[
+            "ticket_id",
+            "account_id",
+            "created_at",
+            "category",
+            "severity",
+            "first_response_at",
+            "resolved_at",
+            "escalated",
+            "csat",
+        ],
+    )
     for c in ("created_at", "first_response_at", "resolved_at"):
         frame[c] = frame[c].astype(us)
     frame["escalated"] = frame["escalated"].astype("boolean")
@@ -149,15 +215,31 @@ def company(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     validated = write_company(root / "validated")
     params = write_params(root / "params.yaml")
     paths = {
-        "root": root, "validated": validated, "params": params,
-        "snapshots": root / "snapshots.parquet", "features": root / "features.parquet",
-        "text_model": root / "text_model", "metrics": root / "metrics" / "features.json",
-    }  # fmt: skip
+        "root": root,
+        "validated": validated,
+        "params": params,
+        "snapshots": root / "snapshots.parquet",
+        "features": root / "features.parquet",
+        "text_model": root / "text_model",
+        "metrics": root / "metrics" / "features.json",
+    }
     snapshots.main(["--validated", str(validated), "--out", str(paths["snapshots"]), "--params", str(params)])
     features.main(
-        ["--validated", str(validated), "--snapshots", str(paths["snapshots"]), "--out", str(paths["features"]),
-         "--text-model", str(paths["text_model"]), "--metrics", str(paths["metrics"]), "--params", str(params)]
-    )  # fmt: skip
+        [
+            "--validated",
+            str(validated),
+            "--snapshots",
+            str(paths["snapshots"]),
+            "--out",
+            str(paths["features"]),
+            "--text-model",
+            str(paths["text_model"]),
+            "--metrics",
+            str(paths["metrics"]),
+            "--params",
+            str(params),
+        ]
+    )
     return paths
 
 
@@ -169,8 +251,16 @@ def test_stage_writes_keyed_features_for_every_snapshot_row(company: dict[str, P
     merged = snaps.merge(feats, on=["account_id", "snapshot_date"], how="left", indicator=True)
     assert (merged["_merge"] == "both").all()
     assert feats["snapshot_date"].dtype == "datetime64[us]"
-    for col in ("active_users_30d", "tickets_bug_90d", "nps_last", "comments_theme_price_180d",
-                "comment_sentiment_last", "champions_departed_90d", "tenure_days", "health_score"):  # fmt: skip
+    for col in (
+        "active_users_30d",
+        "tickets_bug_90d",
+        "nps_last",
+        "comments_theme_price_180d",
+        "comment_sentiment_last",
+        "champions_departed_90d",
+        "tenure_days",
+        "health_score",
+    ):
         assert col in feats, col
     assert feats["health_score"].between(0, 100).all()
     assert set(feats["health_tier"].unique()) <= {"red", "yellow", "green"}
@@ -198,10 +288,21 @@ def test_activity_definition_without_subscriptions(tmp_path: Path) -> None:
     snaps = pd.read_parquet(tmp_path / "s.parquet")
     assert len(snaps) > 0 and snaps["mrr"].isna().all()
     features.main(
-        ["--validated", str(validated), "--snapshots", str(tmp_path / "s.parquet"), "--out",
-         str(tmp_path / "f.parquet"), "--text-model", str(tmp_path / "tm"), "--metrics",
-         str(tmp_path / "m.json"), "--params", str(params)]
-    )  # fmt: skip
+        [
+            "--validated",
+            str(validated),
+            "--snapshots",
+            str(tmp_path / "s.parquet"),
+            "--out",
+            str(tmp_path / "f.parquet"),
+            "--text-model",
+            str(tmp_path / "tm"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+            "--params",
+            str(params),
+        ]
+    )
     feats = pd.read_parquet(tmp_path / "f.parquet")
     # Subscriptions absent: contract features absent, not zero-filled.
     assert "mrr_change_90d" not in feats and "tenure_days" not in feats

@@ -10,13 +10,28 @@ from features.health import HealthParams, HealthRules, compute_health
 
 def _row(**values: float) -> dict[str, float]:
     base = {
-        "active_users_30d": 7.0, "active_users_90d": 8.0, "seats": 10.0, "events_30d": 100.0,
-        "events_30d_vs_prev_30d_ratio": 1.0, "core_event_adoption_30d_share": 1.0, "distinct_events_30d": 6.0,
-        "tickets_90d": 2.0, "tickets_prev_90d": 2.0, "bugs_high_open": 0.0, "sla_first_response_breaches_90d": 0.0,
-        "sla_resolution_breaches_90d": 0.0, "csat_mean_90d": 5.0, "nps_last": 10.0, "users_enabled": 8.0,
-        "admins_enabled": 1.0, "champions_departed_90d": 0.0, "admins_departed_90d": 0.0,
-        "users_change_90d_ratio": 0.0, "comments_theme_cancel_180d": 0.0, "comments_theme_competitor_180d": 0.0,
-    }  # fmt: skip
+        "active_users_30d": 7.0,
+        "active_users_90d": 8.0,
+        "seats": 10.0,
+        "events_30d": 100.0,
+        "events_30d_vs_prev_30d_ratio": 1.0,
+        "core_event_adoption_30d_share": 1.0,
+        "distinct_events_30d": 6.0,
+        "tickets_90d": 2.0,
+        "tickets_prev_90d": 2.0,
+        "bugs_high_open": 0.0,
+        "sla_first_response_breaches_90d": 0.0,
+        "sla_resolution_breaches_90d": 0.0,
+        "csat_mean_90d": 5.0,
+        "nps_last": 10.0,
+        "users_enabled": 8.0,
+        "admins_enabled": 1.0,
+        "champions_departed_90d": 0.0,
+        "admins_departed_90d": 0.0,
+        "users_change_90d_ratio": 0.0,
+        "comments_theme_cancel_180d": 0.0,
+        "comments_theme_competitor_180d": 0.0,
+    }
     base.update(values)
     return base
 

@@ -26,14 +26,26 @@ from features.snapshots import SnapshotParams, build_snapshots, term_facts
 from features.usage import prepare_event_aggregates
 
 KEYS = ["account_id", "snapshot_date"]
-FACTS = ["account_id", "snapshot_date", "mrr", "arr", "billing_period", "seats", "renewal_date", "days_to_renewal"]
+FACTS = [
+    "account_id",
+    "snapshot_date",
+    "mrr",
+    "arr",
+    "billing_period",
+    "seats",
+    "renewal_date",
+    "days_to_renewal",
+]
 H = pd.Timedelta(hours=1)
 
 
 def _load(validated: Path) -> tuple[dict[str, pd.DataFrame | None], pd.DataFrame]:
     from churnguard import tables
 
-    loaded = {n: tables.read_clean(validated, n) for n in ("accounts", "subscriptions", "users", "tickets", "surveys")}
+    loaded = {
+        n: tables.read_clean(validated, n)
+        for n in ("accounts", "subscriptions", "users", "tickets", "surveys")
+    }
     events = duckdb.connect().execute(f"SELECT * FROM read_parquet('{tables.events_glob(validated)}')").df()
     return loaded, events
 
@@ -58,7 +70,9 @@ def alter_after(
 
     ev = events[events["timestamp"] < t].copy()
     junk = events.sample(n=min(len(events), 200), random_state=seed).copy()
-    junk["timestamp"] = (t + pd.to_timedelta(rng.integers(0, 400 * 24, len(junk)), unit="h")).astype("datetime64[us]")
+    junk["timestamp"] = (t + pd.to_timedelta(rng.integers(0, 400 * 24, len(junk)), unit="h")).astype(
+        "datetime64[us]"
+    )
     junk["event"] = "future_only_event"
     ev = pd.concat([ev, junk], ignore_index=True)
 
@@ -139,7 +153,9 @@ def _features(
         engine.close()
 
 
-def check_no_leakage(validated: Path, tmp: Path, n_dates: int, seed: int, definition: str = "contract") -> int:
+def check_no_leakage(
+    validated: Path, tmp: Path, n_dates: int, seed: int, definition: str = "contract"
+) -> int:
     """Build everything once, then for `n_dates` random t compare against the altered data."""
     from churnguard import tables as tables_mod
 
@@ -149,7 +165,9 @@ def check_no_leakage(validated: Path, tmp: Path, n_dates: int, seed: int, defini
     params = SnapshotParams(definition=definition)  # type: ignore[arg-type]
     accounts = tables["accounts"]
     assert accounts is not None
-    snaps = build_snapshots(accounts, tables["subscriptions"], days, events["timestamp"].min(), data_end, params)
+    snaps = build_snapshots(
+        accounts, tables["subscriptions"], days, events["timestamp"].min(), data_end, params
+    )
     dates = sorted(snaps["snapshot_date"].unique())
     cutoff = pd.Timestamp(dates[len(dates) // 2])
     engine = Engine(threads=1)
@@ -172,7 +190,9 @@ def check_no_leakage(validated: Path, tmp: Path, n_dates: int, seed: int, defini
             facts = term_facts(cut_tables["subscriptions"], pd.DatetimeIndex([t]))
             facts = facts.sort_values("account_id").reset_index(drop=True)
             expected = at_t[FACTS].sort_values("account_id").reset_index(drop=True)
-            pd.testing.assert_frame_equal(facts[FACTS].astype(expected.dtypes.to_dict()), expected, check_exact=True)
+            pd.testing.assert_frame_equal(
+                facts[FACTS].astype(expected.dtypes.to_dict()), expected, check_exact=True
+            )
         rebuilt = _features(cut_tables, cut_events, at_t, state, tmp / f"events_{i}")
         before = full[full["snapshot_date"] == t].reset_index(drop=True)
         assert len(before) > 0
@@ -205,9 +225,11 @@ def test_leakage_check_catches_a_leak(tmp_path: Path, monkeypatch: pytest.Monkey
     def leaky(engine, snaps, tickets, *args, **kwargs):  # type: ignore[no-untyped-def]
         out = original(engine, snaps, tickets, *args, **kwargs)
         ever = engine.query(f"SELECT account_id, COUNT(resolved_at) AS n FROM {tickets} GROUP BY 1")
-        return out.merge(ever, on="account_id", how="left").assign(
-            tickets_open=lambda f: f["n"].astype(float)
-        ).drop(columns="n")
+        return (
+            out.merge(ever, on="account_id", how="left")
+            .assign(tickets_open=lambda f: f["n"].astype(float))
+            .drop(columns="n")
+        )
 
     monkeypatch.setattr("features.build.build_support_features", leaky)
     validated = write_company(tmp_path / "validated", n_accounts=10, seed=11)
