@@ -74,6 +74,7 @@ def example_frame(bundle: ModelBundle, rows: pd.DataFrame, n: int = 5) -> pd.Dat
 
 
 def _model_kwargs(bundle: ModelBundle, example: pd.DataFrame, bundle_dir: Path) -> dict[str, Any]:
+    example = example_frame(bundle, example)
     signature = infer_signature(example, np.asarray(bundle.predict_proba(example), dtype=float))
     return {
         "python_model": ChurnguardModel(),

@@ -121,7 +121,9 @@ def lightgbm_params(p: LightGBMParams, seed: int, monotone: list[int]) -> dict[s
     }
     if any(monotone):
         params["monotone_constraints"] = monotone
-        params["monotone_constraints_method"] = "advanced"
+        # "advanced" was seen to break monotonicity slightly (LightGBM 4.7): the behaviour
+        # test on the served model catches it; "intermediate" holds and is nearly as flexible.
+        params["monotone_constraints_method"] = "intermediate"
     return params
 
 
@@ -184,6 +186,19 @@ class TrainResult:
     parts: pd.Series = field(repr=False)
 
 
+def canonical_order(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Rows sorted by date, label and feature values (index kept).
+
+    Floating-point sums in LightGBM and the baselines depend on row order; sorting by
+    content makes the trained model independent of the input's row order and account ids.
+    """
+    X = encode_features(frame, spec)
+    keys = [np.nan_to_num(X[:, j], nan=np.inf) for j in range(X.shape[1] - 1, -1, -1)]
+    label = frame[LABEL].to_numpy(dtype=float)
+    dates = pd.to_datetime(frame["snapshot_date"]).to_numpy().astype("int64")
+    return frame.iloc[np.lexsort([*keys, np.nan_to_num(label, nan=-1.0), dates])]
+
+
 def _xy(frame: pd.DataFrame, mask: pd.Series, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray]:
     sub = frame.loc[mask]
     return encode_features(sub, spec), sub[LABEL].to_numpy(dtype=float)
@@ -198,6 +213,8 @@ def train_model(
     top_k: int | None = None,
 ) -> TrainResult:
     """Search, fit, calibrate and score on the split of `frame` (output of `join_snapshots`)."""
+    original_index = frame.index
+    frame = canonical_order(frame, spec)
     parts = assign_parts(frame, split)
     masks = {p: (parts == p).fillna(False).astype(bool) for p in (TRAIN, VALID, TEST)}
     for p, m in masks.items():
@@ -256,7 +273,7 @@ def train_model(
         best_iteration=booster.num_trees(),
         metrics=metrics,
         split_dates=split_dates,
-        parts=parts,
+        parts=parts.reindex(original_index),
     )
 
 

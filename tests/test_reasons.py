@@ -1,0 +1,130 @@
+"""Reason sentences, families and playbooks: the account's own values, en and ja, any feature name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from models.reasons import (
+    HERE,
+    Reason,
+    classify_feature,
+    load_playbooks,
+    playbook_for,
+    reasons_from_contributions,
+    render_reason,
+)
+
+ROW = {
+    "active_users_30d_vs_prev_30d_ratio": 7 / 13,
+    "active_users_30d": 7.0,
+    "active_users_prev_30d": 13.0,
+    "bugs_high_open": 2.0,
+    "bugs_high_open_max_age_days": 21.2,
+    "tickets_bug_high_open_over_14d": 2.0,
+    "comments_theme_competitor_180d": 1.0,
+    "theme_competitor": 1.0,
+    "days_to_renewal": 38.0,
+    "billing_annual": 0.0,
+    "nps_last": 3.0,
+    "champions_departed_90d": 1.0,
+    "some_new_metric_7d": 0.25,
+}
+
+
+@pytest.mark.parametrize(
+    ("feature", "family", "text"),
+    [
+        (
+            "active_users_30d_vs_prev_30d_ratio",
+            "usage_decline",
+            "active users fell 46% in the last 30 days (13 → 7)",
+        ),
+        ("bugs_high_open", "bug_escalation", "2 high-severity bugs open, the oldest for 21 days"),
+        (
+            "tickets_bug_high_open_over_14d",
+            "bug_escalation",
+            "2 high-severity bugs open for more than 14 days",
+        ),
+        ("theme_competitor", "survey_theme", "last survey comment mentions a competitor"),
+        ("days_to_renewal", "renewal_monthly", "renewal in 38 days on a monthly plan"),
+        ("nps_last", "detractor", "latest NPS answer is 3 (a detractor)"),
+        ("champions_departed_90d", "champion_left", "1 champion left in the last 90 days"),
+        ("some_new_metric_7d", "other", "some new metric (last 7 days): 0.25"),
+    ],
+)
+def test_english_sentences_use_the_accounts_values(feature: str, family: str, text: str) -> None:
+    assert render_reason(feature, ROW, "en") == (family, text)
+
+
+def test_japanese_sentences() -> None:
+    assert render_reason("active_users_30d_vs_prev_30d_ratio", ROW, "ja")[1] == (
+        "過去30日間でアクティブユーザー数が46%減少（13 → 7）"
+    )
+    assert render_reason("days_to_renewal", ROW, "ja")[1] == "月額プランで契約更新まで38日"
+    assert render_reason("bugs_high_open", ROW, "ja")[1] == "重大度「高」のバグが2件未解決（最長21日）"
+
+
+def test_annual_plan_renewal_does_not_say_monthly() -> None:
+    assert render_reason("days_to_renewal", {**ROW, "billing_annual": 1.0}, "en")[1] == "renewal in 38 days"
+
+
+def test_missing_values_read_well() -> None:
+    assert render_reason("nps_last", {"nps_last": np.nan}, "en")[1] == "no NPS answer on record"
+    assert render_reason("weird_thing", {"weird_thing": None}, "en")[1] == "weird thing: no data"
+
+
+def test_every_family_has_a_playbook_and_languages_share_templates() -> None:
+    rules = yaml.safe_load((HERE / "templates" / "rules.yaml").read_text())["rules"]
+    books = load_playbooks()["playbooks"]
+    assert {r["family"] for r in rules} | {"other"} <= set(books)
+    en = yaml.safe_load((HERE / "templates" / "en.yaml").read_text())
+    ja = yaml.safe_load((HERE / "templates" / "ja.yaml").read_text())
+    assert {r["template"] for r in rules} <= set(en["templates"])
+    for name, variants in en["templates"].items():
+        assert set(variants) == set(ja["templates"][name]), name
+    assert set(en["phrases"]) == set(ja["phrases"])
+
+
+def test_issue_playbook_actions_exist() -> None:
+    actions = {f: playbook_for(f)[1].lower() for f in load_playbooks()["playbooks"]}
+    assert "training" in actions["usage_decline"]
+    assert "executive sponsor" in actions["champion_left"]
+    assert "engineering" in actions["bug_escalation"]
+    assert "detractor" in actions["detractor"]
+    assert "qbr" in actions["value_review"] and "roi" in actions["value_review"]
+    assert "annual plan" in actions["renewal_monthly"]
+    pid, _ = playbook_for("unknown_family")
+    assert pid.startswith("account-review@")
+
+
+def test_reasons_are_top_positive_contributors_in_order() -> None:
+    X = pd.DataFrame([ROW, ROW])
+    names = ["nps_last", "bugs_high_open", "days_to_renewal", "some_new_metric_7d"]
+    contrib = np.array([[0.5, 0.9, -0.2, 0.1, -1.0], [-0.1, -0.2, -0.3, -0.4, 0.0]])
+    out = reasons_from_contributions(X, names, contrib, top_n=3)
+    assert [r.feature for r in out[0]] == ["bugs_high_open", "nps_last", "some_new_metric_7d"]
+    assert out[1] == []  # nothing raises this account's risk
+    r = out[0][0]
+    assert isinstance(r, Reason) and r.value == 2.0 and r.shap == pytest.approx(0.9)
+    assert r.playbook_id.startswith("bug-escalation@") and "engineering" in r.action
+
+
+def test_first_matching_rule_wins_and_groups_are_parsed() -> None:
+    family, template, groups = classify_feature("events_30d_vs_prev_30d_ratio")
+    assert (family, template, groups["metric"], groups["window"]) == (
+        "usage_decline",
+        "ratio_vs_prev",
+        "events",
+        "30",
+    )
+    assert classify_feature("tickets_90d_vs_prev_90d_ratio")[0] == "low_engagement"
+
+
+def test_unknown_language_is_a_clear_input_error() -> None:
+    from churnguard.errors import InputError
+
+    with pytest.raises(InputError, match="language"):
+        render_reason("nps_last", ROW, "fr")
