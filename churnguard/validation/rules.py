@@ -57,8 +57,9 @@ def _lit(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _in_list(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(_lit(v) for v in values) + ")"
+def _in_list(expr: str, values: tuple[str, ...]) -> str:
+    """`expr` is one of `values` (a scalar list lookup: DuckDB plans `IN (...)` as a join)."""
+    return "list_contains([" + ", ".join(_lit(v) for v in values) + f"], {expr})"
 
 
 def _is_numeric(sql_type: str) -> bool:
@@ -90,8 +91,10 @@ def _trimmed(col: Column, sql_type: str) -> str:
     if typed_ts or typed_num:
         return ref
     as_text = ref if _is_string(sql_type) else f"CAST({ref} AS VARCHAR)"
+    longest = max(len(t) for t in MISSING_TOKENS)
     return (
-        f"CASE WHEN lower(trim({as_text})) IN {_in_list(MISSING_TOKENS)} THEN NULL ELSE trim({as_text}) END"
+        f"CASE WHEN length(trim({as_text})) <= {longest} "
+        f"AND {_in_list(f'lower(trim({as_text}))', MISSING_TOKENS)} THEN NULL ELSE trim({as_text}) END"
     )
 
 
@@ -119,8 +122,8 @@ def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
         if upper == "BOOLEAN":
             return ref, None
         return (
-            f"CASE WHEN lower({s}) IN {_in_list(TRUE_TOKENS)} THEN TRUE "
-            f"WHEN lower({s}) IN {_in_list(FALSE_TOKENS)} THEN FALSE END",
+            f"CASE WHEN {_in_list(f'lower({s})', TRUE_TOKENS)} THEN TRUE "
+            f"WHEN {_in_list(f'lower({s})', FALSE_TOKENS)} THEN FALSE END",
             None,
         )
     if col.kind == "category":
@@ -169,7 +172,7 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
         if col.kind == "bool":
             cat_bad.append(f"({s} IS NOT NULL AND {value} IS NULL)")
         if col.allowed is not None:
-            cat_bad.append(f"({s} IS NOT NULL AND {value} NOT IN {_in_list(col.allowed)})")
+            cat_bad.append(f"({s} IS NOT NULL AND NOT {_in_list(value, col.allowed)})")
         if col.kind == "category":
             original = f"CAST({quote('o_' + col.name)} AS VARCHAR)"
             normalised.append(f"({s} IS NOT NULL AND {value} <> {original})")
@@ -226,14 +229,17 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
         # An optional reference (surveys.user_id) may be empty; only a given, unknown id fails.
         ref_checks.append(f"WHEN k.{v[column]} IS NOT NULL AND {alias}.id IS NULL THEN {_lit(code)}")
     ref_case = " ".join(ref_checks)
-    q_cols = ", ".join(quote("o_" + c) for c in originals)
+    # Original values are only kept for quarantined rows (the clean ones have v_ values).
+    q_cols = ", ".join(
+        f"CASE WHEN reason IS NOT NULL THEN {quote('o_' + c)} END AS {quote('o_' + c)}" for c in originals
+    )
     v_cols = ", ".join(v[c.name] for c in table.columns)
     # Duplicates: an aggregate over a 64-bit hash of the key finds the (rare) keys held by
     # several rows that passed checks 1-7; only those rows are ranked in file order by their
     # real values (a hash collision only adds a candidate). A window over every row is slow.
     return f"""
-WITH l1 AS (SELECT {", ".join(layer1)} FROM {source}),
-l2 AS (SELECT {", ".join(layer2)} FROM l1),
+WITH l1 AS NOT MATERIALIZED (SELECT {", ".join(layer1)} FROM {source}),
+l2 AS NOT MATERIALIZED (SELECT {", ".join(layer2)} FROM l1),
 l3 AS (SELECT *, CASE {first_reason} END AS _r1 FROM l2),
 dk AS (SELECT _h FROM (SELECT {key_hash} AS _h FROM l3 WHERE _r1 IS NULL) GROUP BY _h HAVING count(*) > 1),
 j AS (SELECT l3.*, dk._h IS NOT NULL AND l3._r1 IS NULL AS _dup
