@@ -11,6 +11,8 @@ import pytest
 from churnguard import tables
 from churnguard.contract import TABLES, clean_schema
 
+pytestmark = pytest.mark.slow  # simulates a company (~15 s)
+
 simulate = pytest.importorskip("pipeline.simulate")
 from pipeline import validate  # noqa: E402
 

@@ -350,3 +350,29 @@ def test_main_reads_params_section(tmp_path: Path) -> None:
 
     with pytest.raises(InputError, match="chunk_rowz"):
         validate.main(["--input", str(src), "--out", str(tmp_path / "out2"), "--params", str(params)])
+
+
+def test_header_spellings_are_mapped_to_contract_columns(parquet_run: tuple, tmp_path: Path) -> None:
+    out, report = parquet_run
+    company = _company()
+    company["accounts"] = company["accounts"].rename(
+        columns={"account_id": "Account ID", "created_at": "Created-At"}
+    )
+    src = _write(company, tmp_path / "in", "parquet", event_parts=3)
+    part = src / "usage_events" / "part-001.parquet"
+    pd.read_parquet(part).rename(columns={"user_id": "User_ID", "timestamp": " Timestamp"}).to_parquet(part)
+    renamed = validate.run(input_dir=src, out_dir=tmp_path / "out")
+    assert {n: t["reasons"] for n, t in renamed["tables"].items()} == {
+        n: t["reasons"] for n, t in report["tables"].items()
+    }
+    pd.testing.assert_frame_equal(
+        _clean_tables(out)["usage_events"], _clean_tables(tmp_path / "out")["usage_events"]
+    )
+
+
+def test_two_headers_for_one_column_exit_2(tmp_path: Path) -> None:
+    company = _company()
+    company["tickets"] = company["tickets"].assign(**{"Ticket ID": company["tickets"]["ticket_id"]})
+    src = _write(company, tmp_path / "in", "csv")
+    code, output = _cli(["validate", "--input", str(src), "--out", str(tmp_path / "out")])
+    assert code == 2 and "tickets.csv" in output and "ticket_id" in output

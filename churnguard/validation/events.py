@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 
 from churnguard.contract import TABLES
 from churnguard.validation.frames import run_sql
-from churnguard.validation.inputs import iter_csv_chunks, parquet_columns, parquet_rows, relative
+from churnguard.validation.inputs import (
+    column_renames,
+    iter_csv_chunks,
+    parquet_columns,
+    parquet_rows,
+    relative,
+)
 from churnguard.validation.rules import (
     META_COLUMNS,
     RuleContext,
@@ -62,12 +68,18 @@ def stage_events(
     """Pass 1: copy the event parts into hash buckets of about `chunk_rows` rows each."""
     parquet = [p for p in files if p.suffix.lower() == ".parquet"]
     csvs = [p for p in files if p.suffix.lower() == ".csv"]
+    # Parts sharing a header spelling are read together; renames bring them to the contract.
+    groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
     for path in parquet:
-        check_required_columns(EVENTS, parquet_columns(path), str(path))
+        columns = parquet_columns(path)
+        renames = column_renames(columns, EVENTS, str(path))
+        check_required_columns(EVENTS, [renames.get(c, c) for c in columns], str(path))
+        groups.setdefault(tuple(sorted(renames.items())), []).append(path)
     csv_dir = work / "csv_parts"
     csv_parts: list[Path] = []
     for i, path in enumerate(csvs):
         for j, chunk in enumerate(iter_csv_chunks(path, chunk_rows=max(chunk_rows // 4, 1))):
+            chunk = chunk.rename(columns=column_renames(list(chunk.columns), EVENTS, str(path)))
             if j == 0:
                 check_required_columns(EVENTS, list(chunk.columns), str(path))
             chunk = chunk.assign(_src_file=relative(path, root))
@@ -79,12 +91,14 @@ def stage_events(
     n_buckets = max(1, math.ceil(rows / max(chunk_rows, 1)))
     prefix = root.as_posix().rstrip("/") + "/"
     selects = []
-    if parquet:
+    for renames, paths in groups.items():
+        renamed = ", ".join(f"{quote(old)} AS {quote(new)}" for old, new in renames)
+        star = f"* EXCLUDE (filename, file_row_number{''.join(', ' + quote(o) for o, _ in renames)})"
         selects.append(
-            f"SELECT * EXCLUDE (filename, file_row_number), "
+            f"SELECT {star}, {renamed + ', ' if renamed else ''}"
             f"CASE WHEN starts_with(filename, '{prefix}') THEN filename[{len(prefix) + 1}:] "
             f"ELSE filename END AS _src_file, CAST(file_row_number AS BIGINT) AS _src_row, "
-            f"FALSE AS _enc_repaired FROM read_parquet({_path_list(parquet)}, union_by_name = true, "
+            f"FALSE AS _enc_repaired FROM read_parquet({_path_list(paths)}, union_by_name = true, "
             f"filename = true, file_row_number = true)"
         )
     if csv_parts:

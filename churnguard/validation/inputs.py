@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +53,25 @@ def find_inputs(input_dir: Path) -> dict[str, list[Path]]:
                 f"{input_dir}: required table {name!r} not found (expected {name}.parquet or {name}.csv)"
             )
     return found
+
+
+def column_renames(columns: list[str], table: Table, source: str) -> dict[str, str]:
+    """Header spellings of contract columns to rename ('Account ID', ' account-id' ->
+    'account_id'); InputError when two headers mean the same contract column."""
+    wanted = set(table.column_names)
+    renames: dict[str, str] = {}
+    for name in columns:
+        if name in wanted:
+            continue
+        canonical = re.sub(r"[\s\-]+", "_", name.strip().lower())
+        if canonical in wanted:
+            renames[name] = canonical
+    targets = [*renames.values(), *(c for c in columns if c in wanted)]
+    for target in set(targets):
+        if targets.count(target) > 1:
+            spellings = [c for c in columns if c == target or renames.get(c) == target]
+            raise InputError(f"{source}: columns {spellings} all mean {target!r}; keep one")
+    return renames
 
 
 def fingerprint(path: Path, root: Path) -> dict[str, object]:
@@ -175,6 +195,7 @@ def read_table_file(path: Path, table: Table, root: Path) -> pd.DataFrame:
         except Exception as exc:
             raise InputError(f"{path}: cannot be read as Parquet: {_one_line(exc)}") from None
         frame["_src_row"] = np.arange(len(frame), dtype=np.int64)
+    frame = frame.rename(columns=column_renames(list(frame.columns), table, str(path)))
     check_required_columns(table, list(frame.columns), str(path))
     frame["_src_file"] = relative(path, root)
     return frame
