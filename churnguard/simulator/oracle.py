@@ -33,23 +33,34 @@ def churn_within_horizon(
     Term ends are on `anchor_day` of month indices next_end_month + k * term_months.
     """
     n = len(state.e)
-    if n == 0:
-        return np.zeros(0)
     t = int(month_starts(start, snapshot_month, snapshot_month)[0])
     t_h = t + horizon_days * US_PER_DAY
-    rows = np.repeat(np.arange(n), paths)
-    st, stat = state.take(rows), static.take(rows)
-    nxt, term, anchor = next_end_month[rows], term_months[rows], anchor_day[rows]
-    survive = np.ones(len(rows))
+    months = []
     j = snapshot_month
     while int(month_starts(start, j, j)[0]) <= t_h:
-        month_start = int(month_starts(start, j, j)[0])
-        end_ts = month_start + (anchor.astype(np.int64) - 1) * US_PER_DAY
-        is_end = (j >= nxt) & ((j - nxt) % term == 0) & (end_ts > t) & (end_ts <= t_h)
+        months.append(j)
+        j += 1
+    ends = np.zeros((len(months), n), dtype=bool)
+    for i, j in enumerate(months):
+        end_ts = int(month_starts(start, j, j)[0]) + (anchor_day.astype(np.int64) - 1) * US_PER_DAY
+        on_schedule = (j >= next_end_month) & ((j - next_end_month) % term_months == 0)
+        ends[i] = on_schedule & (end_ts > t) & (end_ts <= t_h)
+    prob = np.zeros(n)
+    # only accounts with a term end inside the horizon can churn in it; the others stay 0
+    todo = np.flatnonzero(ends.any(axis=0))
+    if len(todo) == 0:
+        return prob
+    rows = np.repeat(todo, paths)
+    st, stat = state.take(rows), static.take(rows)
+    survive = np.ones(len(rows))
+    last = int(np.flatnonzero(ends.any(axis=1)).max())
+    for i in range(last + 1):
+        is_end = ends[i][rows]
         if is_end.any():
             # decisions in month j are taken on the state of month j - 1, as in the history
             h = churn_probability(st, stat)
             survive *= np.where(is_end, 1.0 - h, 1.0)
-        st, _ = step(st, stat, rng)
-        j += 1
-    return 1.0 - survive.reshape(n, paths).mean(axis=1)
+        if i < last:
+            st, _ = step(st, stat, rng)
+    prob[todo] = 1.0 - survive.reshape(len(todo), paths).mean(axis=1)
+    return prob
