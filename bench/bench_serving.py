@@ -226,6 +226,7 @@ def main() -> None:
     )
     parser.add_argument("--model", type=Path, help="A model dir (default: build a synthetic one).")
     parser.add_argument("--scores", type=Path, help="A scores dir written by the score stage.")
+    parser.add_argument("--features", type=Path, help="features.parquet to draw batch rows from.")
     parser.add_argument("--accounts", type=int, default=2000)
     parser.add_argument("--extra-features", type=int, default=50)
     parser.add_argument("--duration", type=float, default=8.0, help="Seconds per load run (<= 60).")
@@ -242,8 +243,13 @@ def main() -> None:
             from models.bundle import ModelBundle
 
             names = ModelBundle.load(model).feature_names
-            feats = pd.DataFrame(np.nan, index=range(1000), columns=names)
-            rows = [{"features": {k: None for k in names}} for _ in range(len(feats))]
+            if args.features is None:
+                parser.error("--features is needed with --model/--scores (rows for the batch score)")
+            feats = pd.read_parquet(args.features).sample(1000, replace=True, random_state=0)
+            rows = [
+                {"features": {k: (None if pd.isna(v) else v) for k, v in rec.items()}}
+                for rec in feats[names].to_dict(orient="records")
+            ]
         else:
             model, scores, rows = build_setup(tmp, args.accounts, args.extra_features)
         latest = pd.read_parquet(scores / "latest.parquet")

@@ -43,8 +43,8 @@ TOP_REASONS = 3
 class TierThresholds(Section):
     """Risk at or above `high` is high; at or above `medium` is medium; else low."""
 
-    high: float = Field(0.3, gt=0.0, le=1.0)
-    medium: float = Field(0.15, ge=0.0, le=1.0)
+    high: float = Field(default=0.3, gt=0.0, le=1.0)
+    medium: float = Field(default=0.15, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> TierThresholds:
@@ -78,17 +78,18 @@ def reasons_from_explanations(explanations: pd.DataFrame, top_n: int = TOP_REASO
     exp = exp[exp["rank"] <= top_n]
     out: dict[str, list[dict]] = {}
     has_pid = "playbook_id" in exp.columns
-    for row in exp.itertuples(index=False):
-        value = getattr(row, "value", None)
-        out.setdefault(str(row.account_id), []).append(
+    row: dict[str, Any]
+    for row in exp.to_dict(orient="records"):  # type: ignore[assignment]
+        action, pid = row.get("playbook_action"), row.get("playbook_id") if has_pid else None
+        out.setdefault(str(row["account_id"]), []).append(
             {
-                "text": str(row.reason_text),
-                "family": str(row.reason_family),
-                "action": None if pd.isna(row.playbook_action) else str(row.playbook_action),
-                "playbook_id": str(row.playbook_id) if has_pid and not pd.isna(row.playbook_id) else None,
-                "feature": str(row.feature),
-                "value": _finite_or_none(value),
-                "shap": float(row.shap),
+                "text": str(row["reason_text"]),
+                "family": str(row["reason_family"]),
+                "action": None if action is None or pd.isna(action) else str(action),
+                "playbook_id": None if pid is None or pd.isna(pid) else str(pid),
+                "feature": str(row["feature"]),
+                "value": _finite_or_none(row.get("value")),
+                "shap": float(row["shap"]),
             }
         )
     return out
@@ -245,7 +246,8 @@ def to_records(scores: pd.DataFrame) -> list[dict[str, Any]]:
     plain = [c for c in scores.columns if c.startswith(("reason_", "action_"))]
     for rec in scores.drop(columns=plain).to_dict(orient="records"):
         row: dict[str, Any] = {}
-        for k, v in rec.items():
+        for key, v in rec.items():
+            k = str(key)
             if k == "reasons":
                 row[k] = json.loads(v) if isinstance(v, str) else []
             elif isinstance(v, pd.Timestamp):

@@ -37,4 +37,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, read from the environment once."""
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # values come from the environment

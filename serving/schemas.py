@@ -6,12 +6,12 @@ import math
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PlainValidator, Strict, WithJsonSchema
 
 Tier = Literal["high", "medium", "low"]
 MAX_BATCH_SCHEMA = 10_000  # hard ceiling in the schema; Settings.max_batch is the live limit
 
-EXAMPLE_REASON = {
+EXAMPLE_REASON: dict[str, JsonValue] = {
     "text": "Weekly active users fell 45% over the last 30 days",
     "family": "usage",
     "action": "Book a training session with the account's admins",

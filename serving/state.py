@@ -181,14 +181,15 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
     by_account: dict[str, list[HistoryPoint]] = {}
     if history is not None and not history.empty:
         hist = history.loc[:, list(HISTORY_COLUMNS)].sort_values(["account_id", "snapshot_date", "scored_at"])
-        for r in hist.itertuples(index=False):
-            by_account.setdefault(str(r.account_id), []).append(
+        r: dict[str, Any]
+        for r in hist.to_dict(orient="records"):  # type: ignore[assignment]
+            by_account.setdefault(str(r["account_id"]), []).append(
                 HistoryPoint(
-                    snapshot_date=pd.Timestamp(r.snapshot_date).date(),
-                    scored_at=_ts(r.scored_at),
-                    risk=float(r.risk),
-                    risk_tier=r.risk_tier,
-                    model_version=str(r.model_version),
+                    snapshot_date=pd.Timestamp(r["snapshot_date"]).date(),
+                    scored_at=_ts(r["scored_at"]),
+                    risk=float(r["risk"]),
+                    risk_tier=r["risk_tier"],
+                    model_version=str(r["model_version"]),
                 )
             )
     components = health_component_columns(list(latest.columns))
@@ -197,7 +198,8 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
     item_json: list[bytes] = []
     items: list[RiskItem] = []
     csv_rows: list[str] = []
-    for rec in latest.to_dict(orient="records"):
+    rec: dict[str, Any]
+    for rec in latest.to_dict(orient="records"):  # type: ignore[assignment]
         aid = str(rec["account_id"])
         raw_reasons = json.loads(rec["reasons"]) if _none(rec.get("reasons")) else []
         base = {
@@ -238,7 +240,7 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
     meta = _Meta(
         model_version=str(first["model_version"]), snapshot_date=snapshot_date.date(), scored_at=scored_at
     )
-    segs = latest["segment"].dropna().astype(str).unique() if "segment" in latest else []
+    segs: Any = latest["segment"].dropna().astype(str).unique() if "segment" in latest else []
     return ScoreStore(
         snapshot_date=snapshot_date,
         scored_at=scored_at,
