@@ -71,10 +71,10 @@ def stage_events(
     # Parts sharing a header spelling are read together; renames bring them to the contract.
     groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
     for path in parquet:
-        columns = parquet_columns(path)
-        renames = column_renames(columns, EVENTS, str(path))
-        check_required_columns(EVENTS, [renames.get(c, c) for c in columns], str(path))
-        groups.setdefault(tuple(sorted(renames.items())), []).append(path)
+        names = parquet_columns(path)
+        mapping = column_renames(names, EVENTS, str(path))
+        check_required_columns(EVENTS, [mapping.get(c, c) for c in names], str(path))
+        groups.setdefault(tuple(sorted(mapping.items())), []).append(path)
     csv_dir = work / "csv_parts"
     csv_parts: list[Path] = []
     for i, path in enumerate(csvs):
