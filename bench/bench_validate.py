@@ -1,10 +1,11 @@
 """Benchmark: validation throughput (events/s) and peak memory of the validate stage.
 
     .venv/bin/python bench/bench_validate.py [--events 10000000] [--parts 10] [--string-timestamps]
+    .venv/bin/python bench/bench_validate.py --sim-accounts 3500 --sim-months 24   # the simulator, dirty
 
 Writes a synthetic company (accounts, users and an event log in Parquet parts, with a
-little dirt: exact duplicates, unknown accounts, unparseable and future timestamps),
-then measures in the same run:
+little dirt: exact duplicates and unknown accounts) -- or, with --sim-accounts, a dirty
+company from the simulator -- then measures in the same run:
 - baseline: a plain DuckDB scan of the same event parts (count(*), min/max timestamp);
 - validate: `python -m pipeline.validate` in a child process (wall time, peak RSS).
 Prints figures and the validate / baseline time ratio. Targets (issue 2): 10 M events
@@ -119,13 +120,30 @@ def main() -> None:
     parser.add_argument("--chunk-rows", type=int, default=2_000_000)
     parser.add_argument("--string-timestamps", action="store_true", help="timestamps as ISO strings")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--sim-accounts", type=int, default=None, help="use the simulator (dirty) instead")
+    parser.add_argument("--sim-months", type=int, default=24)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
         (root / "in").mkdir()
         t0 = time.perf_counter()
-        write_company(root / "in", args.events, args.parts, args.string_timestamps)
-        print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s")
+        if args.sim_accounts:
+            from pipeline.simulate import run as simulate
+
+            simulate(
+                out=root / "in",
+                truth_out=root / "truth",
+                accounts=args.sim_accounts,
+                months=args.sim_months,
+                seed=1,
+                dirty=True,
+                start="2023-01-01",
+            )
+            took = time.perf_counter() - t0
+            print(f"simulated {args.sim_accounts} accounts x {args.sim_months} months in {took:.1f} s")
+        else:
+            write_company(root / "in", args.events, args.parts, args.string_timestamps)
+            print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s")
         params = root / "params.yaml"
         params.write_text(f"validate:\n  chunk_rows: {args.chunk_rows}\n", encoding="utf-8")
         load = os.getloadavg()[0]
