@@ -90,9 +90,9 @@ def plot_revenue_and_churn(by_month: pd.DataFrame) -> Markup | None:
             else:
                 ax.set_ylabel("monthly churn rate")
             ax.legend(loc="best")
-        for label in axes[-1, 0].get_xticklabels():
-            label.set_rotation(30)
-            label.set_horizontalalignment("right")
+        for tick in axes[-1, 0].get_xticklabels():
+            tick.set_rotation(30)
+            tick.set_horizontalalignment("right")
         return _svg(fig)
 
 
@@ -132,9 +132,9 @@ def plot_backtest(by_date: list[dict[str, Any]]) -> Markup | None:
         ax.set_ylim(0, 1)
         ax.set_ylabel("realised")
         ax.legend(loc="lower left")
-        for label in ax.get_xticklabels():
-            label.set_rotation(30)
-            label.set_horizontalalignment("right")
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(30)
+            tick.set_horizontalalignment("right")
         return _svg(fig)
 
 
