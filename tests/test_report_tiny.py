@@ -17,6 +17,8 @@ from features import retention
 from pipeline import report
 from tests.conftest import Tiny
 
+pytestmark = pytest.mark.slow  # needs the whole tiny pipeline (simulate .. score) from conftest
+
 
 @pytest.fixture(scope="module")
 def reported(tiny_scores: Tiny) -> Tiny:
