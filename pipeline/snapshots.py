@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 import duckdb
@@ -92,4 +93,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InputError as exc:  # one line and exit code 2, as the CLI does
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(2)
