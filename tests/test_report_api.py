@@ -99,3 +99,17 @@ def test_missing_report_is_503_with_reason(written: Path) -> None:
         for path in ("/v1/retention", "/v1/monitoring"):
             r = c.get(path, headers=READ)
             assert r.status_code == 503 and "report stage" in r.json()["detail"]
+
+
+def test_bad_query_values_are_422_not_500(client: TestClient) -> None:
+    for path, params in (
+        ("/v1/monitoring", {"top": "0"}),
+        ("/v1/monitoring", {"top": "abc"}),
+        ("/v1/retention", {"end": "2024-13-01"}),
+        ("/v1/retention", {"start": "2024-13"}),
+        ("/v1/retention", {"segment": "x" * 101}),
+    ):
+        r = client.get(path, params=params, headers=READ)
+        assert r.status_code == 422, (path, params, r.text)
+    schema = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/retention", "/v1/monitoring"} <= set(schema)

@@ -20,7 +20,7 @@ from serving.schemas import error_responses
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
 
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 Number = float | int | None
 
 
@@ -163,7 +163,7 @@ def get_retention(
     )
 
 
-@router.get("/monitoring", response_model=MonitoringResponse, responses=error_responses(401, 503))
+@router.get("/monitoring", response_model=MonitoringResponse, responses=error_responses(401, 422, 503))
 def get_monitoring(
     _: Reader,
     settings: SettingsDep,
