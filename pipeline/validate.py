@@ -23,7 +23,7 @@ from churnguard.validation.end_date import future_cutoff, infer_data_end, parse_
 from churnguard.validation.events import stage_events, staged_relation, validate_events
 from churnguard.validation.frames import connect, validate_frame
 from churnguard.validation.inputs import find_inputs, fingerprint, read_table_file
-from churnguard.validation.rules import check_invariant
+from churnguard.validation.rules import RuleContext, check_invariant
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,6 @@ def run(
 
         for name, ids in clean_ids.items():
             con.register(f"_ids_{name}", pd.DataFrame({"id": ids.drop_duplicates()}))
-        from churnguard.validation.rules import RuleContext
-
         ctx = RuleContext(
             future_cutoff=cutoff,
             references={name: f"_ids_{name}" for name in clean_ids if name in ("accounts", "users")},
