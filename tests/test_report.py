@@ -122,6 +122,7 @@ def test_first_run_without_model_or_scores(tmp_path: Path) -> None:
     assert mon["retrain"]["recommended"] is False
     html = (tmp_path / "reports" / "report.html").read_text()
     assert html.count("<svg") >= 3
+    assert "segment × feature pairs" in html and len(mon["segment_feature_drift"]) == 3 * 2
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing fetched from elsewhere
 
 
