@@ -221,30 +221,23 @@ class Dirt:
 
     # ---------------------------------------------------------------- events (per part)
     def events_part(self, part: int, table: pa.Table) -> pa.Table:
-        """A dirty event part: timestamps as strings; copies, late rows and future rows."""
+        """A dirty event part: timestamps as strings; copies, late rows and future rows.
+
+        Stays in Arrow (row selection with numpy indices, values replaced per piece), so a
+        dirty part costs little more than a clean one.
+        """
         rng = self._rng("usage_events", part)
         n = table.num_rows
-        acc = np.asarray(table.column("account_id").to_numpy(zero_copy_only=False), dtype=object)
-        user = np.asarray(table.column("user_id").to_numpy(zero_copy_only=False), dtype=object)
         ts = table.column("timestamp").cast(pa.int64()).to_numpy()
-        ts_str = np.asarray(
-            pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ").to_numpy(
-                zero_copy_only=False
-            ),
-            dtype=object,
-        )
-        event = np.asarray(table.column("event").to_numpy(zero_copy_only=False), dtype=object)
-        qty = table.column("quantity").to_numpy().astype(np.float64)
-        codes = EVENT_FAULTS
-        k = self._per_code(n, len(codes))
+        acc_idx = pc.dictionary_encode(table.column("account_id")).combine_chunks().indices.to_numpy()
+        k = self._per_code(n, len(EVENT_FAULTS))
         # late rows: strictly earlier than the latest event of their account in this part
-        acc_codes, acc_idx = np.unique(acc, return_inverse=True)
-        acc_max = np.full(len(acc_codes), np.iinfo(np.int64).min)
+        acc_max = np.full(int(acc_idx.max()) + 1 if n else 0, np.iinfo(np.int64).min)
         np.maximum.at(acc_max, acc_idx, ts)
         late_ok = ts < acc_max[acc_idx]
         free = np.ones(n, dtype=bool)
         chosen: dict[str, np.ndarray] = {}
-        for code in codes:
+        for code in EVENT_FAULTS:
             pool = np.flatnonzero(free & (late_ok if code == "out_of_order" else True))
             m = min(k, len(pool))
             rows = np.sort(rng.choice(pool, size=m, replace=False)) if m else np.zeros(0, dtype=np.int64)
@@ -254,63 +247,60 @@ class Dirt:
                 rows = rows[~keyed.duplicated(["a", "t"]).to_numpy()]
             free[rows] = False
             chosen[code] = rows
-        qty_out = qty.copy()
-        qty_out[chosen["defaulted_value"]] = np.nan
+            self._count("usage_events", code, len(rows))
+
+        qty = table.column("quantity").to_numpy().astype(np.float64)
+        qty[chosen["defaulted_value"]] = np.nan
+        base_table = table.set_column(
+            2, "timestamp", pc.strftime(table.column("timestamp"), format="%Y-%m-%dT%H:%M:%SZ")
+        ).set_column(4, "quantity", pa.array(qty, type=pa.float64(), from_pandas=True))
+
+        keys: list[np.ndarray] = []
+        pieces: list[pa.Table] = []
+
+        def add(key: np.ndarray, rows: np.ndarray, **changes: pa.Array) -> None:
+            piece = base_table.take(pa.array(rows, type=pa.int64()))
+            for name, values in changes.items():
+                piece = piece.set_column(piece.schema.get_field_index(name), name, values)
+            keys.append(key)
+            pieces.append(piece)
 
         late = chosen["out_of_order"]
         base = np.setdiff1d(np.arange(n), late)
-        pieces: list[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]] = [
-            (base.astype(np.float64), base, {})
-        ]
-
-        def copy(code: str, **changes: np.ndarray) -> None:
+        add(base.astype(np.float64), base)
+        for code in (
+            "duplicate_exact",
+            "missing_required",
+            "out_of_range",
+            "unknown_account",
+            "unknown_user",
+        ):
             rows = chosen[code]
-            pieces.append((rows + 0.5, rows, changes))
-
-        copy("duplicate_exact")
-        copy("missing_required", user=np.full(len(chosen["missing_required"]), None, dtype=object))
-        copy("out_of_range", qty=-np.maximum(qty[chosen["out_of_range"]], 1.0))
-        copy("unknown_account", acc=_fake_ids(rng, "acc_", 6, len(chosen["unknown_account"])))
-        copy("unknown_user", user=_fake_ids(rng, "u_", 8, len(chosen["unknown_user"])))
+            m = len(rows)
+            changes: dict[str, pa.Array] = {}
+            if code == "missing_required":
+                changes["user_id"] = pa.nulls(m, type=pa.string())
+            elif code == "out_of_range":
+                changes["quantity"] = pa.array(-np.maximum(table.column("quantity").to_numpy()[rows], 1.0))
+            elif code == "unknown_account":
+                changes["account_id"] = pa.array(_fake_ids(rng, "acc_", 6, m), type=pa.string())
+            elif code == "unknown_user":
+                changes["user_id"] = pa.array(_fake_ids(rng, "u_", 8, m), type=pa.string())
+            add(rows + 0.5, rows, **changes)
         tail = float(n + 1)
         late_sorted = late[np.argsort(-ts[late], kind="stable")]
-        pieces.append((tail + np.arange(len(late_sorted)) / max(len(late_sorted), 1), late_sorted, {}))
+        add(tail + np.arange(len(late_sorted)) / max(len(late_sorted), 1), late_sorted)
         fut = chosen["future_timestamp"]
-        fut_ts = pd.to_datetime(np.sort(rng.integers(_FUTURE_LO, _FUTURE_HI, len(fut))), unit="us", utc=True)
-        pieces.append(
-            (np.full(len(fut), tail + 1.5), fut, {"ts": np.asarray(iso(pd.Series(fut_ts)), dtype=object)})
+        fut_ts = pa.array(
+            np.sort(rng.integers(_FUTURE_LO, _FUTURE_HI, len(fut))), type=pa.timestamp("us", tz="UTC")
         )
+        add(np.full(len(fut), tail + 1.5), fut, timestamp=pc.strftime(fut_ts, format="%Y-%m-%dT%H:%M:%SZ"))
         bad = chosen["unparseable_timestamp"]
-        pieces.append(
-            (
-                np.full(len(bad), tail + 2.5),
-                bad,
-                {"ts": np.asarray(rng.choice(BAD_TIMESTAMPS, len(bad)), dtype=object)},
-            )
-        )
+        bad_ts = pa.array(rng.choice(BAD_TIMESTAMPS, len(bad)).tolist(), type=pa.string())
+        add(np.full(len(bad), tail + 2.5), bad, timestamp=bad_ts)
 
-        keys: list[np.ndarray] = []
-        cols: dict[str, list[np.ndarray]] = {"acc": [], "user": [], "ts": [], "event": [], "qty": []}
-        for key, rows, changes in pieces:
-            keys.append(key)
-            cols["acc"].append(changes.get("acc", acc[rows]))
-            cols["user"].append(changes.get("user", user[rows]))
-            cols["ts"].append(changes.get("ts", ts_str[rows]))
-            cols["event"].append(event[rows])
-            cols["qty"].append(changes.get("qty", qty_out[rows]))
         order = np.argsort(np.concatenate(keys), kind="stable")
-        merged = {c: np.concatenate(v)[order] for c, v in cols.items()}
-        for code in codes:
-            self._count("usage_events", code, len(chosen[code]))
-        return pa.table(
-            {
-                "account_id": pa.array(merged["acc"], type=pa.string()),
-                "user_id": pa.array(merged["user"], type=pa.string()),
-                "timestamp": pa.array(merged["ts"], type=pa.string()),
-                "event": pa.array(merged["event"], type=pa.string()),
-                "quantity": pa.array(merged["qty"].astype(np.float64), type=pa.float64(), from_pandas=True),
-            }
-        )
+        return pa.concat_tables(pieces).combine_chunks().take(pa.array(order, type=pa.int64()))
 
 
 # -------------------------------------------------------------------- fault builders

@@ -42,6 +42,7 @@ from churnguard.simulator.users import ADMIN, CHAMPION, MEMBER, NEVER, UserPool,
 log = logging.getLogger(__name__)
 
 BURN_IN_MONTHS = 3
+ORACLE_CHUNK = 2048  # accounts per Monte Carlo batch
 _STREAMS = {
     "setup": 0,
     "latent": 1,
@@ -274,18 +275,23 @@ def _oracle(
     t: int,
 ) -> pd.DataFrame:
     idx = np.flatnonzero(alive)
-    prob = churn_within_horizon(
-        _rng(p.seed, g, "oracle"),
-        state.take(idx),
-        acc.static.take(idx),
-        next_end[idx],
-        acc.term_months[idx],
-        acc.anchor_day[idx],
-        g,
-        p.horizon_days,
-        start,
-        p.oracle_paths,
-    )
+    rng = _rng(p.seed, g, "oracle")
+    prob = np.zeros(len(idx))
+    # fixed-size chunks bound memory (accounts x paths rows) and keep draws deterministic
+    for lo in range(0, len(idx), ORACLE_CHUNK):
+        part = idx[lo : lo + ORACLE_CHUNK]
+        prob[lo : lo + ORACLE_CHUNK] = churn_within_horizon(
+            rng,
+            state.take(part),
+            acc.static.take(part),
+            next_end[part],
+            acc.term_months[part],
+            acc.anchor_day[part],
+            g,
+            p.horizon_days,
+            start,
+            p.oracle_paths,
+        )
     return pd.DataFrame({"account": idx, "snapshot_date": t, "p_churn_horizon": prob})
 
 

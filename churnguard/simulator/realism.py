@@ -65,3 +65,78 @@ def realism_figures(raw: Path, truth: Path, horizon_days: int = 90) -> dict[str,
     out["oracle_rows_last_year"] = float(len(last_year))
     out["churned_accounts"] = float(len(churn))
     return out
+
+
+def driver_effects(truth: Path) -> dict[str, dict[str, float]]:
+    """Realised churn rate at term ends with each latent driver present vs absent."""
+    lat = pd.read_parquet(truth / "latent_monthly.parquet")
+    lat = lat[lat["term_ends_this_month"]]
+    churn = pd.read_parquet(truth / "churn_events.parquet")
+    month = churn["churn_date"].dt.to_period("M").dt.to_timestamp()
+    keys = pd.MultiIndex.from_arrays([churn["account_id"], month])
+    churned = pd.MultiIndex.from_arrays([lat["account_id"], lat["month_start"]]).isin(keys)
+    acc = pd.read_parquet(truth / "accounts_truth.parquet").set_index("account_id")
+    flags = {
+        "engagement_bottom_quartile": lat["engagement"] < lat["engagement"].quantile(0.25),
+        "engagement_falling": (lat["engagement_avg"] - lat["engagement"]) > 0.3,
+        "disengaging": lat["disengaging"],
+        "champion_recently_lost": lat["champion_recently_lost"],
+        "open_high_bugs": lat["open_high_bugs"] > 0,
+        "slow_support": lat["account_id"].map(acc["slow_support"]).astype(bool),
+        "poor_onboarding": lat["account_id"].map(acc["poor_onboarding"]).astype(bool),
+        "price_sensitive_top_quartile": lat["account_id"].map(acc["price_sensitivity"])
+        > acc["price_sensitivity"].quantile(0.75),
+    }
+    out = {}
+    for name, flag in flags.items():
+        f = flag.to_numpy(bool)
+        out[name] = {
+            "share_of_decisions": float(f.mean()),
+            "churn_rate_with": float(churned[f].mean()) if f.any() else float("nan"),
+            "churn_rate_without": float(churned[~f].mean()),
+        }
+    return out
+
+
+def signal_figures(raw: Path, truth: Path) -> dict[str, float]:
+    """Observable signals: usage decline before churn, comment variety per language."""
+    churn = pd.read_parquet(truth / "churn_events.parquet")
+    meta = json.loads((truth / "sim_meta.json").read_text(encoding="utf-8"))
+    start = pd.Timestamp(meta["data_start"]).tz_localize(None)
+    churn = churn[churn["churn_date"] >= start + pd.Timedelta(days=150)]
+    counts = []
+    for part in sorted((raw / "usage_events").glob("*.parquet")):
+        ev = pd.read_parquet(part, columns=["account_id", "timestamp"])
+        ev = ev[ev["account_id"].isin(churn["account_id"])]
+        ev = ev.assign(t=_naive(ev["timestamp"])).merge(churn[["account_id", "churn_date"]], on="account_id")
+        days = (ev["churn_date"] - ev["t"]).dt.days
+        window = pd.cut(days, [-1, 59, 119], labels=["recent", "earlier"])
+        counts.append(ev.groupby(["account_id", window], observed=True).size())
+    both = pd.concat(counts).groupby(level=[0, 1]).sum().unstack(fill_value=0)
+    out = {"churns_with_usage_decline": float((both["recent"] < both["earlier"]).mean())}
+    surveys_file = raw / "surveys.parquet"
+    if surveys_file.exists():
+        surveys = pd.read_parquet(surveys_file).merge(
+            pd.read_parquet(raw / "accounts.parquet")[["account_id", "country"]], on="account_id"
+        )
+        lang = surveys["country"].map({"JP": "ja", "CN": "zh", "TW": "zh"}).fillna("en")
+        for code in ("en", "ja", "zh"):
+            out[f"distinct_comments_{code}"] = float(surveys.loc[lang == code, "comment"].dropna().nunique())
+    return out
+
+
+def main() -> None:
+    """Print the realism figures of a simulated company as JSON: RAW_DIR TRUTH_DIR."""
+    import sys
+
+    raw, truth = Path(sys.argv[1]), Path(sys.argv[2])
+    figures = {
+        **realism_figures(raw, truth),
+        **signal_figures(raw, truth),
+        "driver_effects": driver_effects(truth),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
