@@ -178,7 +178,8 @@ def create_app(
     app.add_exception_handler(Exception, _server_error)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    for router in (health.router, model.router, accounts.router, at_risk.router, score.router, page.router):
+    # Hot lookups first: routes are matched in order.
+    for router in (accounts.router, at_risk.router, health.router, score.router, model.router, page.router):
         app.include_router(router)
     # The retention/monitoring router is optional: included when its module exists.
     if importlib.util.find_spec("serving.routers.analytics") is not None:

@@ -116,3 +116,12 @@ async def get_model(request: Request) -> ServingModel:
 
 ScoresDep = Annotated[ScoreStore, Depends(get_scores)]
 ModelDep = Annotated[ServingModel, Depends(get_model)]
+
+
+async def read_scores(request: Request) -> ScoreStore:
+    """Read-key check and the served scores in one dependency (the hot lookup path)."""
+    await require_reader(request)
+    return await get_scores(request)
+
+
+ReaderScores = Annotated[ScoreStore, Depends(read_scores)]

@@ -41,6 +41,20 @@ class Metrics:
             "churnguard_reload_failures", "Failed model or scores reloads since start", registry=self.registry
         )
         self._model_version: str | None = None
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count and time one request; label children are cached (labels() costs a lock + hash)."""
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def set_model(self, version: str | None) -> None:
         if version == self._model_version:
@@ -77,6 +91,4 @@ class MetricsMiddleware:
         finally:
             route: Any = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, name, str(status)).inc()
-            self.metrics.latency.labels(method, name).observe(time.perf_counter() - start)
+            self.metrics.observe(scope.get("method", ""), name, status, time.perf_counter() - start)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Response
 
-from serving.deps import Reader, ScoresDep
+from serving.deps import ReaderScores
 from serving.schemas import AccountRisk, error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
     "/accounts/{account_id}", response_model=AccountRisk, responses=error_responses(401, 404, 422, 503)
 )
 async def get_account(
-    _: Reader, scores: ScoresDep, account_id: Annotated[str, Path(min_length=1, max_length=200)]
+    scores: ReaderScores, account_id: Annotated[str, Path(min_length=1, max_length=200)]
 ) -> Response:
     """One account: risk, tier, health score and components, reasons, playbook, risk history."""
     body = scores.account_json.get(account_id)

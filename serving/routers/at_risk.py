@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from churnguard.scores import AtRiskQuery, SortKey, select_at_risk
-from serving.deps import Reader, ScoresDep
+from serving.deps import ReaderScores
 from serving.schemas import AtRiskPage, Tier, error_responses
 from serving.state import ScoreStore, csv_header
 
@@ -71,8 +71,7 @@ def csv_response(scores: ScoreStore, idx: list[int]) -> Response:
     },
 )
 async def at_risk(
-    _: Reader,
-    scores: ScoresDep,
+    scores: ReaderScores,
     filters: Filters,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
