@@ -125,3 +125,22 @@ def test_competitor_mentions_are_counted_and_score_low(sim) -> None:  # type: ig
         f.loc[with_comp, "comment_sentiment_min_180d"].mean()
         < f.loc[~with_comp, "comment_sentiment_min_180d"].mean()
     )
+
+
+def test_contract_churns_agree_with_the_simulators_ground_truth(sim) -> None:  # type: ignore[no-untyped-def]
+    """Churn derived from subscriptions = the simulator's churn events, bar those still in grace."""
+    from churnguard import tables
+    from features.snapshots import contract_churn_dates
+
+    t = sim["t"]
+    end = tables.data_end(t.validated)
+    subs = tables.read_clean(t.validated, "subscriptions")
+    mine = contract_churn_dates(subs, 30, end)
+    truth = pd.read_parquet(t.truth / "churn_events.parquet")
+    m = truth.merge(mine, on="account_id", how="left", suffixes=("_truth", "_mine"))
+    found = m["churn_date_mine"].notna()
+    assert (m.loc[found, "churn_date_mine"] == m.loc[found, "churn_date_truth"]).all()
+    # Unconfirmed only when the grace period had not run out by the data end.
+    assert (m.loc[~found, "churn_date_truth"] + 30 * D > end).all()
+    assert found.mean() > 0.8
+    assert set(mine["account_id"]) <= set(truth["account_id"])
