@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -138,7 +139,9 @@ def write_company(folder: Path, n_events: int, seed: int, part_rows: int = 5_000
 
 
 def _child(step: str, folder: Path, work: Path, threads: int) -> None:
-    """Run one step in this (fresh) process and print its wall time and peak RSS as JSON."""
+    """Run one step in this (fresh) process and print its wall time, CPU time and peak RSS as JSON."""
+    start = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = start.ru_utime + start.ru_stime
     t0 = time.perf_counter()
     if step == "scan":
         import duckdb
@@ -175,8 +178,9 @@ def _child(step: str, folder: Path, work: Path, threads: int) -> None:
             split=SplitParams(),
         )
     wall = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"step": step, "wall_s": wall, "peak_mb": peak_mb}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu0
+    print(json.dumps({"step": step, "wall_s": wall, "cpu_s": cpu, "peak_mb": usage.ru_maxrss / 1024}))
 
 
 def _run_child(step: str, folder: Path, work: Path, threads: int) -> dict[str, float]:
@@ -213,15 +217,23 @@ def main() -> None:
     }
     total = results["snapshots"]["wall_s"] + results["features"]["wall_s"]
     scan = results["scan"]["wall_s"]
+    cpu_total = results["snapshots"]["cpu_s"] + results["features"]["cpu_s"]
+    cpu_scan = results["scan"]["cpu_s"]
     print(f"events: {n:,}  threads: {args.threads}")
     for step, r in results.items():
         rate = n / r["wall_s"] / 1e6
-        print(f"{step:>10}: {r['wall_s']:8.1f} s  {rate:7.2f} M events/s  peak {r['peak_mb']:8.0f} MB")
+        print(
+            f"{step:>10}: {r['wall_s']:8.1f} s wall  {r['cpu_s']:8.1f} s CPU  {rate:7.2f} M events/s  "
+            f"peak {r['peak_mb']:8.0f} MB"
+        )
     peak = max(results["snapshots"]["peak_mb"], results["features"]["peak_mb"])
     print(
         f"snapshots+features: {total:.1f} s = {total / scan:.1f} plain DuckDB scans; "
         f"{n / total / 1e6:.2f} M events/s; peak {peak:.0f} MB"
     )
+    # On a shared machine wall time depends on the neighbours; CPU time much less so.
+    load = os.getloadavg()[0]
+    print(f"CPU: {cpu_total:.1f} s = {cpu_total / cpu_scan:.1f} scans' CPU; load average {load:.1f}")
 
 
 if __name__ == "__main__":
