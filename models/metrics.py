@@ -52,7 +52,11 @@ def classification_metrics(
     dates: np.ndarray | None = None,
     top_k: int | None = None,
 ) -> dict[str, float]:
-    """All test metrics for one scorer. `p` must be a probability for the log loss/Brier/ECE."""
+    """All test metrics for one scorer. `p` must be a probability for the log loss/Brier/ECE.
+
+    Top-decile lift and recall rank by risk; `arr_capture_top_decile` ranks by expected
+    ARR lost (p x ARR), the order of the CS at-risk list.
+    """
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     out: dict[str, float] = {"n_rows": float(len(y)), "churn_rate": float(y.mean()) if len(y) else math.nan}
@@ -70,11 +74,15 @@ def classification_metrics(
         recall_top_decile=float(y[top].sum() / y.sum()),
     )
     if arr is not None:
+        # The CS at-risk list is ranked by expected ARR lost (risk x ARR): the share of
+        # churned ARR in its top decile is what the team can actually save. The same share
+        # when ranking by risk alone is reported next to it.
         arr = np.nan_to_num(np.asarray(arr, dtype=float))
         churned_arr = (arr * y).sum()
-        out["arr_capture_top_decile"] = (
-            float((arr * y)[top].sum() / churned_arr) if churned_arr > 0 else math.nan
-        )
+        if churned_arr > 0:
+            by_value = top_fraction_mask(p * arr)
+            out["arr_capture_top_decile"] = float((arr * y)[by_value].sum() / churned_arr)
+            out["arr_capture_top_decile_by_risk"] = float((arr * y)[top].sum() / churned_arr)
     if dates is not None and top_k:
         out["precision_at_k"] = precision_at_k_per_date(y, p, dates, top_k)
     return out

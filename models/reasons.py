@@ -126,7 +126,13 @@ def _num(v: Any) -> float | None:
 
 
 def _term(lang: dict[str, Any], key: str) -> str:
-    terms = lang.get("terms", {})
+    return _term_for(str(lang["language"]), key)
+
+
+@lru_cache(maxsize=8192)
+def _term_for(language: str, key: str) -> str:
+    """The language's word for `key`, else its tokens translated one by one."""
+    terms = _language(language).get("terms", {})
     if key in terms:
         return str(terms[key])
     return " ".join(str(terms.get(tok, tok)) for tok in key.split("_") if tok)

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from churnguard.params import DEFAULT_PARAMS, load_section
 from models.bundle import select_features
-from models.config import EvaluateParams, SplitParams, TrainParams
+from models.config import SplitParams, TrainParams
 from models.explain import mean_abs_shap
 from models.plots import CURVES, beeswarm_png, curves_png, importance_png
 from models.registry import (
@@ -183,7 +183,6 @@ def main(argv: list[str] | None = None) -> None:
         summary_path=args.summary,
         params=load_section("train", TrainParams, args.params),
         split=load_section("split", SplitParams, args.params),
-        top_k=load_section("evaluate", EvaluateParams, args.params).top_k,
     )
     print(f"trained model v{summary['model_version']} ({summary['bundle_version']}): {summary['alias']} — "
           f"{summary['gate']['reason']}")  # fmt: skip

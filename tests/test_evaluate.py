@@ -37,7 +37,10 @@ def test_top_decile_lift_recall_and_arr_capture_by_hand() -> None:
     assert m["lift_top_decile"] == pytest.approx((1 / 2) / (4 / 20))
     assert m["recall_top_decile"] == pytest.approx(1 / 4)
     churned_arr = arr[y == 1].sum()  # rows 0, 9, 10, 19 -> 1 + 10 + 11 + 20
-    assert m["arr_capture_top_decile"] == pytest.approx(1 / churned_arr)
+    assert m["arr_capture_top_decile_by_risk"] == pytest.approx(1 / churned_arr)
+    # ranked by expected ARR lost (p x arr): rows 9 and 10 (0.50 x 10 and 0.46 x 11) lead
+    assert set(np.argsort(-(p * arr))[:2]) == {9, 10}
+    assert m["arr_capture_top_decile"] == pytest.approx((10 + 11) / churned_arr)
 
 
 def test_precision_at_k_is_per_snapshot_date() -> None:
