@@ -22,7 +22,7 @@ import pytest
 from features.build import FeatureParams, FittedState, build_features, fit_feature_state
 from features.engine import Engine
 from features.health import HealthParams
-from features.snapshots import SnapshotParams, build_snapshots, term_facts
+from features.snapshots import SnapshotParams, build_activity_snapshots, build_snapshots, term_facts
 from features.usage import prepare_event_aggregates
 
 KEYS = ["account_id", "snapshot_date"]
@@ -193,6 +193,14 @@ def check_no_leakage(
             pd.testing.assert_frame_equal(
                 facts[FACTS].astype(expected.dtypes.to_dict()), expected, check_exact=True
             )
+        if definition == "activity":
+            cut_days = cut_events.assign(day=cut_events["timestamp"].dt.normalize())[["account_id", "day"]]
+            cut_accounts = cut_tables["accounts"]
+            assert cut_accounts is not None
+            eligible = build_activity_snapshots(
+                cut_accounts, cut_days.drop_duplicates(), None, pd.DatetimeIndex([t]), data_end, params
+            )
+            assert sorted(eligible["account_id"]) == sorted(at_t["account_id"])
         rebuilt = _features(cut_tables, cut_events, at_t, state, tmp / f"events_{i}")
         before = full[full["snapshot_date"] == t].reset_index(drop=True)
         assert len(before) > 0
