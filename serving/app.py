@@ -28,7 +28,7 @@ from serving.deps import BEARER_SCHEME
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.middleware import BodyLimitMiddleware
 from serving.routers import accounts, at_risk, health, model, page, score
-from serving.schemas import ErrorBody, FieldError
+from serving.schemas import FEATURE_UNION_TAGS, ErrorBody, FieldError
 from serving.state import Explainer, ModelLoader, ServingState, explain_rows, load_bundle
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,32 @@ def _field(loc: tuple[object, ...] | list[object]) -> str:
     return ".".join(str(p) for p in loc)
 
 
+def _fold_feature_union(raw: Any) -> list[FieldError]:
+    """One error per field: a feature value fails both union branches (number, category)."""
+    errors: list[FieldError] = []
+    folded: dict[str, list[str]] = {}
+    for e in raw:
+        loc = tuple(e.get("loc", ()))
+        msg = str(e.get("msg", "invalid"))
+        if len(loc) > 1 and loc[-1] in FEATURE_UNION_TAGS and "features" in loc:
+            field = _field(loc[:-1])
+            if field not in folded:
+                folded[field] = []
+                errors.append(FieldError(field=field, message=""))
+            folded[field].append(msg)
+        else:
+            errors.append(FieldError(field=_field(loc), message=msg))
+    for err in errors:
+        if err.field in folded and not err.message:
+            detail = "; ".join(folded[err.field])
+            err.message = f"expected a finite number, a category string or null ({detail})"
+    return errors
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     # Only the location and message: never echo the input (it may hold customer data).
-    errors = [
-        FieldError(field=_field(e.get("loc", ())), message=str(e.get("msg", "invalid"))) for e in exc.errors()
-    ]
+    errors = _fold_feature_union(exc.errors())
     first = errors[0] if errors else FieldError(field="request", message="invalid")
     body = ErrorBody(detail=f"{first.field}: {first.message}", errors=errors[:50])
     return JSONResponse(body.model_dump(mode="json"), status_code=422)

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     report_path: Path = Path("metrics/report.json")
     monitoring_path: Path = Path("metrics/monitoring.json")
     max_batch: int = Field(1000, ge=1, le=10_000, description="Most feature rows per POST /v1/score.")
-    max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest accepted request body.")
+    max_body_bytes: int = Field(
+        16_000_000, ge=1024, description="Largest accepted body (1,000 rows x 100 features ~ 3.3 MB)."
+    )
     poll_seconds: float = Field(10.0, ge=0.0, description="Check for new scores/model this often; 0 = off.")
     reason_language: str = "en"
     top_reasons: int = Field(3, ge=1, le=10)
