@@ -293,6 +293,7 @@ class ServingState:
     model_error: str | None = None
     scores_error: str | None = None
     failures: int = 0
+    _bad: dict[str, str] = field(default_factory=dict)  # kind -> fingerprint that failed to load
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reload(self, force: bool = False) -> tuple[bool, bool]:
@@ -307,10 +308,11 @@ class ServingState:
 
     def _try_model(self, cur: ServingModel | None, force: bool) -> tuple[ServingModel | None, bool]:
         s = self.settings
+        fp: str | None = None
         try:
             fp = model_fingerprint(s.model_uri, s.tracking_uri)
-            if cur is not None and not force and fp == cur.fingerprint:
-                return cur, False
+            if not force and ((cur is not None and fp == cur.fingerprint) or self._bad.get("model") == fp):
+                return cur, False  # unchanged, or the same files that already failed
             t0 = time.perf_counter()
             bundle = self.model_loader(s.model_uri, s.tracking_uri)
             names = tuple(str(n) for n in bundle.feature_names)
@@ -330,19 +332,19 @@ class ServingState:
                 loaded_at=datetime.now(UTC),
             )
         except Exception as exc:  # keep serving the last good model
-            self.failures += 1
-            self.model_error = f"model load failed ({s.model_uri}): {type(exc).__name__}: {exc}"
-            log.error("%s; %s", self.model_error, "keeping the last good model" if cur else "no model loaded")
+            self._record_failure("model", fp, f"model load failed ({s.model_uri})", exc, cur)
             return cur, False
         self.model_error = None
+        self._bad.pop("model", None)
         log.info("model %s loaded from %s in %.2fs", new.version, s.model_uri, time.perf_counter() - t0)
         return new, True
 
     def _try_scores(self, cur: ScoreStore | None, force: bool) -> tuple[ScoreStore | None, bool]:
         d = self.settings.scores_dir
+        fp: str | None = None
         try:
             fp = scores_fingerprint(d)
-            if cur is not None and not force and fp == cur.fingerprint:
+            if not force and ((cur is not None and fp == cur.fingerprint) or self._bad.get("scores") == fp):
                 return cur, False
             t0 = time.perf_counter()
             latest = pd.read_parquet(d / "latest.parquet")
@@ -350,18 +352,29 @@ class ServingState:
             history = pd.read_parquet(hist_path) if hist_path.exists() else None
             new = build_store(latest, history, fp)
         except Exception as exc:  # keep serving the last good scores
-            self.failures += 1
-            self.scores_error = f"scores load failed ({d}): {type(exc).__name__}: {exc}"
-            log.error(
-                "%s; %s", self.scores_error, "keeping the last good scores" if cur else "no scores loaded"
-            )
+            self._record_failure("scores", fp, f"scores load failed ({d})", exc, cur)
             return cur, False
         self.scores_error = None
+        self._bad.pop("scores", None)
         log.info(
             "scores for %s (%d accounts, model %s) loaded in %.2fs",
             new.snapshot_date.date(), len(new), new.model_version, time.perf_counter() - t0,
         )  # fmt: skip
         return new, True
+
+    def _record_failure(self, kind: str, fp: str | None, what: str, exc: Exception, cur: object) -> None:
+        """Remember the error for readiness; log and count it once per distinct failure."""
+        message = f"{what}: {type(exc).__name__}: {exc}"
+        if fp is not None:
+            self._bad[kind] = fp
+        previous = self.model_error if kind == "model" else self.scores_error
+        if message != previous:
+            self.failures += 1
+            log.error("%s; %s", message, f"keeping the last good {kind}" if cur else f"no {kind} loaded")
+        if kind == "model":
+            self.model_error = message
+        else:
+            self.scores_error = message
 
     def readiness(self) -> tuple[bool, str | None]:
         cur = self.current

@@ -248,6 +248,12 @@ def test_failed_reload_keeps_last_good_and_reports_it(tmp_path: Path, company: C
         ready = c.get("/readyz").json()
         assert ready["ready"] is True and "last good" in ready["reason"]
         assert "churnguard_reload_failures 1.0" in c.get("/metrics").text
+        c.app.state.serving.reload()  # the same broken file: not reloaded, not counted again
+        assert "churnguard_reload_failures 1.0" in c.get("/metrics").text
+        shutil.copy(company.scores / "latest.parquet", c2.scores / "latest.parquet")
+        r = c.post("/v1/admin/reload", headers=ADMIN).json()
+        assert r["error"] is None and r["scores_reloaded"] is True
+        assert c.get("/readyz").json()["reason"] is None
 
 
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
