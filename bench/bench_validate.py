@@ -122,12 +122,21 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--sim-accounts", type=int, default=None, help="use the simulator (dirty) instead")
     parser.add_argument("--sim-months", type=int, default=24)
+    parser.add_argument("--input", type=Path, default=None, help="validate this folder (no generation)")
+    parser.add_argument("--generate-only", type=Path, default=None, help="write the synthetic folder here")
     args = parser.parse_args()
+    if args.generate_only is not None:
+        args.generate_only.mkdir(parents=True)
+        write_company(args.generate_only, args.events, args.parts, args.string_timestamps)
+        return
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         root = Path(tmp)
         (root / "in").mkdir()
         t0 = time.perf_counter()
-        if args.sim_accounts:
+        if args.input is not None:
+            (root / "in").rmdir()
+            (root / "in").symlink_to(args.input.resolve())
+        elif args.sim_accounts:
             from pipeline.simulate import run as simulate
 
             simulate(

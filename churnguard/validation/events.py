@@ -107,6 +107,9 @@ def stage_events(
     describe = con.execute("SELECT column_name, column_type FROM (DESCRIBE events_src)").fetchall()
     columns = {name: typ for name, typ in describe if name not in META_COLUMNS}
     bucket_dir = work / "buckets"
+    # A partitioned write buffers up to this many rows per open bucket: keep it small so
+    # the buffers stay bounded when the log (and so the number of buckets) grows.
+    run_sql(con, "SET partitioned_write_flush_threshold = 65536")
     account = f"trim(CAST({quote('account_id')} AS VARCHAR))"
     run_sql(
         con,
