@@ -11,6 +11,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, DataParams, load_section, read_params
 from churnguard.simulator import SimulateParams, simulate_to_folder
 from churnguard.simulator.writer import write_marker
@@ -29,7 +32,13 @@ def run(
     **extra: Any,
 ) -> dict[str, int]:
     """Simulate a company into `out` (and its ground truth into `truth_out`); row counts per table."""
-    params = SimulateParams(accounts=accounts, months=months, seed=seed, dirty=dirty, start=start, **extra)
+    try:
+        params = SimulateParams(
+            accounts=accounts, months=months, seed=seed, dirty=dirty, start=start, **extra
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InputError(f"simulate.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     return simulate_to_folder(params, Path(out), Path(truth_out) if truth_out is not None else None)
 
 

@@ -122,7 +122,7 @@ def draw_accounts(rng: np.random.Generator, n: int, months: int, start: str, pre
         price_sensitivity=rng.beta(1.4, 3.0, n) + np.where(segment == 0, 0.1, 0.0),
         slow_support=(rng.random(n) < slow_p).astype(np.float64),
         bugginess=rng.lognormal(0.0, 0.6, n),
-        bug_fix_p=rng.uniform(0.25, 0.8, n),
+        bug_fix_p=rng.uniform(0.35, 0.9, n),
         base_logit=base_logit,
     )
     return Accounts(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from churnguard.params import Section
 
@@ -32,6 +32,15 @@ class SimulateParams(Section):
     horizon_days: int = Field(90, ge=1)
     grace_days: int = Field(30, ge=0)
     preexisting_share: float = Field(0.55, ge=0, le=1)
+
+    @field_validator("start")
+    @classmethod
+    def _start_is_a_date(cls, value: str) -> str:
+        try:
+            np.datetime64(value, "D")
+        except ValueError as exc:
+            raise ValueError(f"not a date (YYYY-MM-DD): {value!r}") from exc
+        return value
 
 
 @dataclass(frozen=True)

@@ -300,7 +300,8 @@ def compose(language: str, topics: list[str], picks: list[int]) -> str:
     opener = bank["opener"][picks[0] % len(bank["opener"])]
     closer = bank["closer"][picks[1] % len(bank["closer"])]
     parts = [bank[t][p % len(bank[t])] for t, p in zip(topics, picks[2:], strict=False)]
-    if language == "en" and not opener and parts:
-        parts[0] = parts[0][0].upper() + parts[0][1:]
+    if language == "en":
+        # every sentence starts with a capital, except the one continuing the opener
+        parts = [p if i == 0 and opener else p[0].upper() + p[1:] for i, p in enumerate(parts)]
     text = sep.join(p for p in (opener, *parts, closer) if p)
     return text

@@ -34,7 +34,7 @@ def month_surveys(
     ch = champion_recent(state)[acc]
     bugs = np.minimum(state.bugs, 3.0)[acc]
     mood = (
-        8.3
+        9.4
         + 1.4 * state.e[acc]
         - 2.4 * state.z[acc]
         - 1.0 * ch
