@@ -14,6 +14,7 @@ import json
 import logging
 import pickle
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,11 @@ class FeatureSpec:
 
     names: tuple[str, ...]
     categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @cached_property
+    def codes(self) -> dict[str, dict[str, float]]:
+        """category -> code lookups (missing or unknown values map to NaN)."""
+        return {k: {v: float(i) for i, v in enumerate(vals)} for k, vals in self.categories.items()}
 
     @property
     def categorical(self) -> list[str]:
@@ -98,16 +104,21 @@ def encode_features(X: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
             f"feature rows: missing column(s) {missing[:10]}{' ...' if len(missing) > 10 else ''}"
         )
     out = np.empty((len(X), len(spec.names)), dtype=float)
-    for j, name in enumerate(spec.names):
-        s = X[name]
-        if name in spec.categories:
-            lookup = {v: float(i) for i, v in enumerate(spec.categories[name])}
-            out[:, j] = [lookup.get(str(v), np.nan) if pd.notna(v) else np.nan for v in s.tolist()]
-        else:
+    numeric = [j for j, n in enumerate(spec.names) if n not in spec.categories]
+    cols = [spec.names[j] for j in numeric]
+    block = X[cols]
+    if all(pd.api.types.is_numeric_dtype(t) or pd.api.types.is_bool_dtype(t) for t in block.dtypes):
+        out[:, numeric] = block.to_numpy(dtype=float, na_value=np.nan)
+    else:  # the slow path names the offending column
+        for j, name in zip(numeric, cols, strict=True):
             try:
-                out[:, j] = pd.to_numeric(s, errors="raise").astype(float).to_numpy(na_value=np.nan)
+                out[:, j] = pd.to_numeric(X[name], errors="raise").astype(float).to_numpy(na_value=np.nan)
             except (TypeError, ValueError) as exc:
                 raise InputError(f"feature rows: column {name!r} must be numeric") from exc
+    for j, name in enumerate(spec.names):
+        if name in spec.categories:
+            lookup = spec.codes[name]
+            out[:, j] = [lookup.get(v if isinstance(v, str) else str(v), np.nan) for v in X[name].tolist()]
     return out
 
 
