@@ -358,3 +358,32 @@ def test_declared_end_date_parsing() -> None:
     assert future_cutoff(parse_end_date("2024-03-31")) == pd.Timestamp("2024-04-01")
     with pytest.raises(InputError, match="end_date"):
         parse_end_date("soon")
+
+
+def test_category_fast_path_matches_the_full_normalisation() -> None:
+    raw = _tickets(
+        category=["bug", "Bug", "feature request", "feature\trequest", "feature--request", "feature_request"]
+    )
+    result = _validate(raw, "tickets")
+    assert list(result.clean["category"]) == ["bug", "bug"] + ["feature_request"] * 4
+    assert result.report["repairs"] == {"normalised_category": 4}
+
+
+def test_zone_suffixes_parse_to_utc() -> None:
+    raw = _tickets(
+        created_at=[
+            "2024-05-01T10:00:00Z",
+            "2024-05-01T10:00:00.5Z",
+            "2024-05-01T19:00:00+09:00",
+            "2024-05-01T10Z",
+        ],
+        first_response_at=[None] * 4,
+        resolved_at=[None] * 4,
+    )
+    result = _validate(raw, "tickets")
+    assert list(result.clean["created_at"]) == [
+        pd.Timestamp("2024-05-01 10:00"),
+        pd.Timestamp("2024-05-01 10:00:00.5"),
+        pd.Timestamp("2024-05-01 10:00"),
+    ]
+    assert result.report["reasons"] == {"unparseable_timestamp": 1}

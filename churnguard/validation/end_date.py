@@ -45,7 +45,11 @@ def timestamp_sql(column: str, sql_type: str) -> str:
     upper = sql_type.upper()
     if upper.startswith("TIMESTAMP") or upper == "DATE":
         return f"CAST({ref} AS TIMESTAMP)"
-    return f"CAST(try_cast(trim(CAST({ref} AS VARCHAR)) AS TIMESTAMPTZ) AS TIMESTAMP)"
+    text = f"trim(CAST({ref} AS VARCHAR))"
+    return (
+        f"CASE WHEN {text}[-1] = 'Z' THEN try_cast({text} AS TIMESTAMP) "
+        f"ELSE CAST(try_cast({text} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+    )
 
 
 def infer_end_day(

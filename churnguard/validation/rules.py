@@ -106,7 +106,11 @@ def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
         if upper.startswith("TIMESTAMP") or upper == "DATE":
             value = f"CAST({ref} AS TIMESTAMP)"  # session time zone is UTC
         else:
-            value = f"CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP)"
+            # 'Z' (UTC) strings take the cheaper zone-less parse; offsets go through TIMESTAMPTZ.
+            value = (
+                f"CASE WHEN {s}[-1] = 'Z' THEN try_cast({s} AS TIMESTAMP) "
+                f"ELSE CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+            )
         return value, f"({s} IS NOT NULL AND {value} IS NULL)"
     if col.kind in ("float", "int"):
         number = f"CAST({ref} AS DOUBLE)" if _is_numeric(upper) else f"try_cast({s} AS DOUBLE)"
@@ -129,7 +133,13 @@ def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
     if col.kind == "category":
         if col.case == "upper":
             return f"upper({s})", None
-        return f"regexp_replace(lower({s}), '[\\s\\-]+', '_', 'g')", None
+        # The regexp is the costly part: skip it for values already in canonical form.
+        return (
+            f"CASE WHEN {s} = lower({s}) AND NOT contains({s}, ' ') AND NOT contains({s}, '-') "
+            f"AND NOT contains({s}, chr(9)) AND NOT contains({s}, chr(10)) AND NOT contains({s}, chr(13)) "
+            f"THEN {s} ELSE regexp_replace(lower({s}), '[\\s\\-]+', '_', 'g') END",
+            None,
+        )
     return s, None
 
 
