@@ -10,11 +10,9 @@ import pytest
 
 from churnguard import tables
 from churnguard.contract import TABLES, clean_schema
+from pipeline import simulate, validate
 
 pytestmark = pytest.mark.slow  # simulates a company (~15 s)
-
-simulate = pytest.importorskip("pipeline.simulate")
-from pipeline import validate  # noqa: E402
 
 
 @pytest.fixture(scope="module")
