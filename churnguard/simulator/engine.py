@@ -194,7 +194,7 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
             t0,
             lo,
             hi,
-            state.e,
+            0.9 * state.e - 0.6 * state.z,
             active_users,
             static.slow_support,
             np.where(not_born, tr.bugs_new, 0.0),

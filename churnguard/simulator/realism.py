@@ -114,6 +114,18 @@ def signal_figures(raw: Path, truth: Path) -> dict[str, float]:
         counts.append(ev.groupby(["account_id", window], observed=True).size())
     both = pd.concat(counts).groupby(level=[0, 1]).sum().unstack(fill_value=0)
     out = {"churns_with_usage_decline": float((both["recent"] < both["earlier"]).mean())}
+    tickets_file = raw / "tickets.parquet"
+    if tickets_file.exists():
+        tickets = pd.read_parquet(tickets_file, columns=["account_id", "created_at"])
+        t = tickets.assign(t=_naive(tickets["created_at"])).merge(
+            churn[["account_id", "churn_date"]], on="account_id"
+        )
+        days = (t["churn_date"] - t["t"]).dt.days
+        ids = pd.Index(churn["account_id"])
+        last = t[(days >= 0) & (days < 90)].groupby("account_id").size().reindex(ids, fill_value=0)
+        prior = t[(days >= 90) & (days < 180)].groupby("account_id").size().reindex(ids, fill_value=0)
+        out["tickets_per_churner_last_90d"] = float(last.mean())
+        out["tickets_per_churner_prior_90d"] = float(prior.mean())
     surveys_file = raw / "surveys.parquet"
     if surveys_file.exists():
         surveys = pd.read_parquet(surveys_file).merge(

@@ -15,7 +15,7 @@ from churnguard.simulator.users import NEVER
 CATEGORIES = np.array(["bug", "feature_request", "question", "other"], dtype=object)
 SEVERITIES = np.array(["low", "medium", "high", "urgent"], dtype=object)
 BUG, FEATURE, QUESTION, OTHER = 0, 1, 2, 3
-# monthly base rates per sqrt(active user), scaled by exp(0.6 * engagement)
+# monthly base rates per sqrt(active user), scaled by exp(contact propensity)
 _RATES = ((QUESTION, 0.22), (FEATURE, 0.07), (BUG, 0.11), (OTHER, 0.03))
 _FIRST_RESPONSE_H = np.array([20.0, 8.0, 3.0, 1.0])  # median by severity
 _RESOLVE_D = {BUG: 5.0, FEATURE: 35.0, QUESTION: 1.5, OTHER: 3.0}
@@ -40,17 +40,21 @@ class TicketBook:
         t0: int,
         lo: np.ndarray,
         hi: np.ndarray,
-        engagement: np.ndarray,
+        contact: np.ndarray,
         active_users: np.ndarray,
         slow_support: np.ndarray,
         bugs_new: np.ndarray,
         bugs_resolved: np.ndarray,
         t1: int,
     ) -> None:
-        """Tickets created in [lo[a], hi[a]) for each account a alive this month."""
+        """Tickets created in [lo[a], hi[a]) for each account a alive this month.
+
+        contact[a] is the account's log propensity to contact support: engaged accounts ask
+        more, and disengaging ones go quiet, so falling contact volume warns of churn.
+        """
         alive = hi > lo
         span = np.where(alive, (hi - lo) / (t1 - t0), 0.0)
-        scale = np.exp(0.6 * engagement) * np.sqrt(np.maximum(active_users, 1)) * span
+        scale = np.exp(contact) * np.sqrt(np.maximum(active_users, 1)) * span
         for cat, rate in _RATES:
             n = rng.poisson(rate * scale)
             acc = np.repeat(np.arange(len(n)), n)
