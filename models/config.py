@@ -43,6 +43,7 @@ class TrainParams(Section):
     lightgbm: LightGBMParams = LightGBMParams()
     search_trials: int = Field(default=6, ge=1)
     calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    refit_on_valid: bool = True
     logistic_c: float = Field(default=0.5, gt=0)
     gate: GateParams = GateParams()
     # Features whose name matches (re.search) are constrained so risk never decreases /

@@ -173,6 +173,15 @@ def fit_booster(
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
 
 
+def refit_booster(
+    X: np.ndarray, y: np.ndarray, spec: FeatureSpec, params: dict[str, Any], rounds: int
+) -> lgb.Booster:
+    """A fixed-rounds LightGBM fit (no early stopping), e.g. on train + validation months."""
+    cat_idx = [spec.names.index(c) for c in spec.categorical]
+    data = lgb.Dataset(X, y, feature_name=list(spec.names), categorical_feature=cat_idx)
+    return lgb.train(params, data, num_boost_round=rounds)
+
+
 @dataclass
 class TrainResult:
     """What training produced: the calibrated bundle and everything worth logging."""
@@ -243,7 +252,22 @@ def train_model(
     assert best is not None
     _, _, best_i, booster, best_cand = best
     calibrator = fit_calibrator(np.asarray(booster.predict(X_va)), y_va, params.calibration)
-    baselines = fit_baselines(frame.loc[masks[TRAIN]], y_tr, spec, params.logistic_c, params.seed)
+    fit_rows = masks[TRAIN]
+    if params.refit_on_valid:
+        # The validation months are the most recent labelled ones: refit on train + valid
+        # with the early-stopped number of rounds scaled to the larger set, and keep the
+        # calibrator fitted on the first model's out-of-sample validation scores.
+        fit_rows = masks[TRAIN] | masks[VALID]
+        X_fit, y_fit = _xy(frame, fit_rows, spec)
+        rounds = max(1, round(booster.num_trees() * len(y_fit) / len(y_tr)))
+        booster = refit_booster(X_fit, y_fit, spec, lightgbm_params(best_cand, params.seed, monotone), rounds)
+    baselines = fit_baselines(
+        frame.loc[fit_rows],
+        frame.loc[fit_rows, LABEL].to_numpy(dtype=float),
+        spec,
+        params.logistic_c,
+        params.seed,
+    )
     split_dates = {
         p: sorted(str(d.date()) for d in pd.to_datetime(frame.loc[m, "snapshot_date"]).unique())
         for p, m in masks.items()
@@ -258,13 +282,15 @@ def train_model(
             "split_dates": split_dates,
             "best_params": best_cand.model_dump(),
             "best_trial": best_i,
+            "refit_on_valid": params.refit_on_valid,
+            "fit_rows": int(fit_rows.sum()),
             "monotone": {n: c for n, c in zip(spec.names, monotone, strict=True) if c},
         },
         baselines=baselines,
     )
-    metrics = {
-        p: score_all(bundle, frame.loc[masks[p]], top_k=top_k) for p in (VALID, TEST) if masks[p].any()
-    }
+    # After a refit the validation months are training rows: their scores are not reported.
+    scored = (TEST,) if params.refit_on_valid else (VALID, TEST)
+    metrics = {p: score_all(bundle, frame.loc[masks[p]], top_k=top_k) for p in scored if masks[p].any()}
     bundle.metrics = {k: v for k, v in metrics.get(TEST, {}).get("model", {}).items()}
     return TrainResult(
         bundle=bundle,
