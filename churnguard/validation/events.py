@@ -115,7 +115,7 @@ def stage_events(
         con,
         f"COPY (SELECT *, CAST(hash(coalesce({account}, '')) % {n_buckets} AS BIGINT) AS _bucket "
         f"FROM events_src) TO '{bucket_dir.as_posix()}' "
-        "(FORMAT parquet, PARTITION_BY (_bucket), OVERWRITE_OR_IGNORE true)",
+        "(FORMAT parquet, PARTITION_BY (_bucket), OVERWRITE_OR_IGNORE true, COMPRESSION lz4_raw)",
     )
     run_sql(con, "DROP VIEW events_src")
     shutil.rmtree(csv_dir, ignore_errors=True)
