@@ -341,3 +341,12 @@ def test_bad_start_date_is_a_clear_input_error(tmp_path: Path) -> None:
         simulate.run(
             out=tmp_path / "raw", truth_out=None, accounts=5, months=2, seed=1, dirty=False, start="soon"
         )
+
+
+def test_clean_company_passes_validation_untouched(tiny_validated) -> None:  # type: ignore[no-untyped-def]
+    """Clean mode has no faults: nothing quarantined, nothing repaired."""
+    report = json.loads((tiny_validated.validated / "validation_report.json").read_text())
+    tables = report.get("tables", report)
+    for name in TABLES:
+        assert tables[name]["rows_quarantined"] == 0, (name, tables[name]["reasons"])
+        assert tables[name]["repairs"] == {}, (name, tables[name]["repairs"])
