@@ -22,6 +22,8 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.serving_fakes import ADMIN, READ, app_for, scored_company
 
+pytestmark = pytest.mark.slow  # ~25 s: four passes over every operation
+
 MAX_EXAMPLES = 10
 FUZZ = settings(
     max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from churnguard.scores import assign_tiers
@@ -103,4 +103,6 @@ def score(
         )
         for i, row in enumerate(body.rows)
     ]
-    return ScoreResponse(model_version=model.version, scored_at=datetime.now(UTC), rows=rows)
+    body_out = ScoreResponse(model_version=model.version, scored_at=datetime.now(UTC), rows=rows)
+    # Already validated as it was built: serialise once, skip FastAPI's second validation pass.
+    return Response(body_out.model_dump_json(), media_type="application/json")
