@@ -27,7 +27,12 @@ from features.relationship import build_relationship_features
 from features.support import build_support_features, finish_support_features
 from features.surveys import build_comment_features, build_survey_features
 from features.text import TextModel, fit_text_model, score_comments
-from features.usage import build_usage_features, count_event_types, infer_core_events
+from features.usage import (
+    build_usage_features,
+    count_event_types,
+    infer_core_events,
+    prepare_event_aggregates,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,7 @@ class EngineParams(Section):
     threads: int | None = None
     memory_limit: str | None = None
     temp_directory: str | None = None
+    batch_rows: int = 20_000_000  # events per account batch when the parts allow batching
 
 
 class FeatureParams(Section):
@@ -109,13 +115,21 @@ def with_contract_columns(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def fit_feature_state(
-    engine: Engine, surveys: pd.DataFrame | None, cutoff: pd.Timestamp | None, params: FeatureParams
+    engine: Engine,
+    surveys: pd.DataFrame | None,
+    cutoff: pd.Timestamp | None,
+    params: FeatureParams,
+    events_source: str = "daily_event",
 ) -> FittedState:
-    """Core events (params or inferred before `cutoff`) and the text model (fitted before `cutoff`)."""
+    """Core events (params or inferred before `cutoff`) and the text model (fitted before `cutoff`).
+
+    `events_source` is `daily_event` (after `prepare_event_aggregates`) or `raw_event_source(...)`.
+    """
     if params.core_events:
         core, source = list(params.core_events), "params"
     else:
-        core, source = infer_core_events(engine, cutoff, params.core_events_top_n), "inferred"
+        core = infer_core_events(engine, cutoff, params.core_events_top_n, events_source)
+        source = "inferred"
     if surveys is not None and "comment" in surveys:
         before = surveys if cutoff is None else surveys[surveys["submitted_at"] < cutoff]
         text_model = fit_text_model(
@@ -130,7 +144,7 @@ def fit_feature_state(
     else:
         text_model = TextModel(pipeline=None, metadata={"fitted": False, "reason": "no survey comments"})
     info = {"core_events_source": source, "fit_cutoff": None if cutoff is None else cutoff.isoformat()}
-    n_types = count_event_types(engine, cutoff)
+    n_types = count_event_types(engine, cutoff, events_source)
     return FittedState(core_events=core, text_model=text_model, n_event_types=n_types, info=info)
 
 
@@ -141,11 +155,14 @@ def build_features(
     params: FeatureParams,
     health: HealthParams,
     state: FittedState,
+    event_batches: list[tuple[str, set[str]]] | None = None,
 ) -> pd.DataFrame:
     """Feature rows keyed by account_id, snapshot_date, sorted; `health_*` columns last.
 
-    `engine` must already hold the event aggregates (`prepare_event_aggregates`).
-    `tables` maps contract table names to clean frames (None = absent).
+    Without `event_batches`, `engine` must already hold the event aggregates
+    (`prepare_event_aggregates`). With them (events expression, its accounts), usage
+    features are built batch by batch, each batch holding all events of its accounts, so
+    memory is bounded by the batch. `tables` maps contract table names to frames (None = absent).
     """
     snap_cols = [
         "account_id",
@@ -170,7 +187,8 @@ def build_features(
         raw_contract = build_contract_features(engine, "snaps", "subscriptions_t", set(subs.columns))
     out = finish_contract_features(base, raw_contract, accounts)
 
-    usage = build_usage_features(engine, "snaps", state.core_events)
+    accounts_t = "accounts_t"
+    usage = _event_features(engine, base[KEYS], params, state, accounts_t, event_batches)
     out = out.merge(usage, on=KEYS, how="left")
     if "seats" in out:
         out["seat_utilisation_30d"] = out["active_users_30d"] / out["seats"].where(out["seats"] > 0)
@@ -198,15 +216,47 @@ def build_features(
         comment_feats = build_comment_features(engine, "snaps", "comments_t", state.text_model.fitted)
         out = out.merge(comment_feats, on=KEYS, how="left")
 
-    onboarding = build_onboarding_features(
-        engine, "snaps", "accounts_t", state.core_events, params.onboarding_days, params.onboarding_min_users
-    )
-    out = out.merge(onboarding, on=KEYS, how="left")
-
     out = pd.concat([out, compute_health(out, health, state.n_event_types)], axis=1)
     out["account_id"] = out["account_id"].astype("string")
     out["snapshot_date"] = pd.to_datetime(out["snapshot_date"]).astype("datetime64[us]")
     return out.sort_values(["snapshot_date", "account_id"]).reset_index(drop=True)
+
+
+def _event_features(
+    engine: Engine,
+    keys: pd.DataFrame,
+    params: FeatureParams,
+    state: FittedState,
+    accounts: str,
+    batches: list[tuple[str, set[str]]] | None,
+) -> pd.DataFrame:
+    """Usage and onboarding features, globally or account batch by account batch."""
+
+    def one(snaps: str) -> pd.DataFrame:
+        usage = build_usage_features(engine, snaps, state.core_events)
+        onboarding = build_onboarding_features(
+            engine, snaps, accounts, state.core_events, params.onboarding_days, params.onboarding_min_users
+        )
+        return usage.merge(onboarding, on=KEYS, how="left")
+
+    if batches is None:
+        return one("snaps")
+    parts = []
+    seen: set[str] = set()
+    for events, batch_accounts in batches:
+        subset = keys[keys["account_id"].isin(batch_accounts)]
+        seen |= batch_accounts
+        if subset.empty:
+            continue
+        prepare_event_aggregates(engine, events)
+        engine.register("snaps_batch", subset)
+        parts.append(one("snaps_batch"))
+    rest = keys[~keys["account_id"].isin(seen)]
+    if len(rest) or not parts:  # accounts without any event: same code on empty aggregates
+        prepare_event_aggregates(engine, f"(SELECT * FROM {batches[0][0]} WHERE 1 = 0) AS no_events")
+        engine.register("snaps_batch", rest)
+        parts.append(one("snaps_batch"))
+    return pd.concat(parts, ignore_index=True)
 
 
 def feature_columns(features: pd.DataFrame) -> list[str]:

@@ -45,6 +45,12 @@ class Dialect:
         """A table expression reading Parquet files (Spark: parquet.`path`)."""
         return "read_parquet('" + path_glob.replace("'", "''") + "')"
 
+    def parquet_files(self, files: list[str], with_filename: bool = False) -> str:
+        """A table expression over a list of Parquet files, optionally with a `filename` column
+        (Spark: spark.read.parquet(*files) with input_file_name())."""
+        listed = ", ".join(sql_string(f) for f in files)
+        return f"read_parquet([{listed}]{', filename = true' if with_filename else ''})"
+
 
 def sql_string(value: str) -> str:
     """A standard SQL string literal."""

@@ -35,20 +35,59 @@ def prepare_event_aggregates(engine: Engine, events: str) -> None:
     )
 
 
-def count_event_types(engine: Engine, before: pd.Timestamp | None) -> int:
+def raw_event_source(events: str) -> str:
+    """The raw events shaped like `daily_event` (one row per event) for the inference queries."""
+    return f"(SELECT account_id, event, timestamp AS day, 1 AS n_events FROM {events}) AS ev"
+
+
+def plan_event_batches(
+    engine: Engine, files: list[str], max_rows: int
+) -> list[tuple[list[str], set[str]]] | None:
+    """Group event files into batches that each hold *all* events of their accounts.
+
+    Returns (files, account ids) per batch, about `max_rows` events each, or None when some
+    account's events are spread over several files (then aggregate globally). The validate
+    stage writes one part per hash bucket of account_id, so its output always qualifies.
+    """
+    if len(files) < 2:
+        return None
+    source = engine.dialect.parquet_files(files, with_filename=True)
+    counts = engine.query(f"SELECT filename, account_id, COUNT(*) AS n FROM {source} GROUP BY 1, 2")
+    if counts["account_id"].duplicated().any():
+        return None
+    per_file = counts.groupby("filename")["n"].sum()
+    batches: list[tuple[list[str], set[str]]] = []
+    current: list[str] = []
+    rows = 0
+    for f in files:
+        n = int(per_file.get(f, 0))
+        if current and rows + n > max_rows:
+            batches.append((current, set()))
+            current, rows = [], 0
+        current.append(f)
+        rows += n
+    if current:
+        batches.append((current, set()))
+    by_file = counts.groupby("filename")["account_id"].agg(set)
+    return [(fs, set().union(*(by_file.get(f, set()) for f in fs))) for fs, _ in batches]
+
+
+def count_event_types(engine: Engine, before: pd.Timestamp | None, source: str = "daily_event") -> int:
     """Number of distinct event types seen before `before` (all when None)."""
     where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
-    value = engine.scalar(f"SELECT COUNT(DISTINCT event) FROM daily_event {where}")
+    value = engine.scalar(f"SELECT COUNT(DISTINCT event) FROM {source} {where}")
     return int(value) if isinstance(value, int | float) else 0
 
 
-def infer_core_events(engine: Engine, before: pd.Timestamp | None, top_n: int) -> list[str]:
+def infer_core_events(
+    engine: Engine, before: pd.Timestamp | None, top_n: int, source: str = "daily_event"
+) -> list[str]:
     """The `top_n` events used by the most accounts (ties: most events, then name), before `before`."""
     where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
     ranked = engine.query(
         f"""
         SELECT event, COUNT(DISTINCT account_id) AS n_accounts, SUM(n_events) AS n_events
-        FROM daily_event {where}
+        FROM {source} {where}
         GROUP BY event
         ORDER BY n_accounts DESC, n_events DESC, event
         """

@@ -22,7 +22,7 @@ from features.build import FeatureParams, FittedState, build_features, describe,
 from features.engine import Engine
 from features.health import HealthParams
 from features.text import detect_language, evaluate_text_model
-from features.usage import prepare_event_aggregates
+from features.usage import plan_event_batches, prepare_event_aggregates, raw_event_source
 from models.split import SplitParams, train_cutoff
 from pipeline.snapshots import events_glob, read_clean
 
@@ -93,9 +93,19 @@ def run(
         temp_directory=params.engine.temp_directory,
     )
     try:
-        prepare_event_aggregates(engine, engine.dialect.parquet(events_glob(validated)))
-        state = fit_feature_state(engine, tables.get("surveys"), cutoff, params)
-        features = build_features(engine, snaps, tables, params, health, state)
+        glob = events_glob(validated)
+        files = sorted(str(p) for p in Path(glob).parent.glob(Path(glob).name))
+        plan = plan_event_batches(engine, files, params.engine.batch_rows)
+        if plan is None:
+            prepare_event_aggregates(engine, engine.dialect.parquet(glob))
+            state = fit_feature_state(engine, tables.get("surveys"), cutoff, params)
+            features = build_features(engine, snaps, tables, params, health, state)
+        else:
+            log.info("usage features in %d account batch(es) over %d file(s)", len(plan), len(files))
+            source = raw_event_source(engine.dialect.parquet(glob))
+            state = fit_feature_state(engine, tables.get("surveys"), cutoff, params, source)
+            batches = [(engine.dialect.parquet_files(fs), accounts) for fs, accounts in plan]
+            features = build_features(engine, snaps, tables, params, health, state, batches)
     finally:
         engine.close()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -319,3 +319,56 @@ def test_contract_definition_without_subscriptions_fails_clearly(tmp_path: Path)
         snapshots.main(
             ["--validated", str(validated), "--out", str(tmp_path / "s.parquet"), "--params", str(params)]
         )
+
+
+def test_account_batches_give_the_same_features_as_one_global_pass(tmp_path: Path) -> None:
+    """Event parts that each hold whole accounts are processed batch by batch, identically."""
+    from churnguard import tables as tables_mod
+    from features.build import FeatureParams, build_features, fit_feature_state
+    from features.engine import Engine
+    from features.health import HealthParams
+    from features.snapshots import SnapshotParams, build_snapshots
+    from features.usage import plan_event_batches, prepare_event_aggregates, raw_event_source
+
+    validated = write_company(tmp_path / "validated", n_accounts=12, seed=21)
+    events = pd.read_parquet(validated / "usage_events")
+    split = tmp_path / "by_account"
+    split.mkdir()
+    ids = sorted(events["account_id"].unique())
+    for k in range(3):  # each file holds whole accounts
+        events[events["account_id"].isin(ids[k::3])].to_parquet(split / f"part-{k}.parquet", index=False)
+    loaded = {
+        n: tables_mod.read_clean(validated, n)
+        for n in ("accounts", "subscriptions", "users", "tickets", "surveys")
+    }
+    days = events.assign(day=events["timestamp"].dt.normalize())[["account_id", "day"]].drop_duplicates()
+    accounts = loaded["accounts"]
+    assert accounts is not None
+    snaps = build_snapshots(accounts, loaded["subscriptions"], days, START, END, SnapshotParams())
+    cutoff = T("2024-11-01")
+    files = sorted(str(p) for p in split.glob("*.parquet"))
+
+    glob = Engine(threads=1)
+    prepare_event_aggregates(glob, glob.dialect.parquet(str(split / "*.parquet")))
+    state = fit_feature_state(glob, loaded["surveys"], cutoff, FeatureParams())
+    expected = build_features(glob, snaps, loaded, FeatureParams(), HealthParams(), state)
+
+    eng = Engine(threads=1)
+    plan = plan_event_batches(eng, files, max_rows=len(events) // 2)
+    assert plan is not None and len(plan) == 3
+    state_b = fit_feature_state(
+        eng,
+        loaded["surveys"],
+        cutoff,
+        FeatureParams(),
+        raw_event_source(eng.dialect.parquet(str(split / "*.parquet"))),
+    )
+    assert state_b.core_events == state.core_events and state_b.n_event_types == state.n_event_types
+    batches = [(eng.dialect.parquet_files(fs), acc) for fs, acc in plan]
+    got = build_features(eng, snaps, loaded, FeatureParams(), HealthParams(), state, batches)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    # Row-split parts (accounts spread over files) cannot be batched.
+    assert (
+        plan_event_batches(eng, sorted(str(p) for p in (validated / "usage_events").glob("*.parquet")), 10)
+        is None
+    )
