@@ -181,7 +181,10 @@ class ScoreResponse(BaseModel):
 class ModelInfo(BaseModel):
     """The model in service and the scores being served."""
 
-    version: str
+    version: str = Field(description="Registry version, or a content hash for a local model dir.")
+    content_hash: str | None = Field(
+        None, description="Hash of trees + calibrator + features: matches a local dir's version."
+    )
     trained_at: str | None = None
     metrics: dict[str, float | None]
     feature_names: list[str]

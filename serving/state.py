@@ -96,6 +96,7 @@ class ServingModel:
 
     bundle: Any
     version: str
+    content_hash: str | None
     trained_at: str | None
     metrics: dict[str, float | None]
     feature_names: tuple[str, ...]
@@ -319,6 +320,7 @@ class ServingState:
             new = ServingModel(
                 bundle=bundle,
                 version=str(bundle.version),
+                content_hash=_text(getattr(bundle, "content_hash", None)),
                 trained_at=None if bundle.trained_at is None else str(bundle.trained_at),
                 metrics={str(k): _num(v) for k, v in (bundle.metrics or {}).items()},
                 feature_names=names,

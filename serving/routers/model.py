@@ -17,6 +17,7 @@ async def get_model_info(_: Reader, model: ModelDep, state: StateDep) -> ModelIn
     scores = state.current.scores
     return ModelInfo(
         version=model.version,
+        content_hash=model.content_hash,
         trained_at=model.trained_at,
         metrics=model.metrics,
         feature_names=list(model.feature_names),
