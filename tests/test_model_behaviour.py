@@ -111,3 +111,34 @@ def test_tiny_model_direction_and_invariance(tiny_model) -> None:
     np.testing.assert_array_equal(
         bundle.predict_proba(rows.iloc[perm].assign(account_id="x")), bundle.predict_proba(rows)[perm]
     )
+
+
+def _collapse_usage_and_lose_champion(row: pd.DataFrame) -> pd.DataFrame:
+    """The same account with usage down 80% over the last 30 days and its champion gone."""
+    r = row.copy()
+    for c in r.columns:
+        if c.endswith("_vs_prev_30d_ratio") and not c.startswith("tickets"):
+            r[c] = 0.2
+        elif c in ("active_users_7d", "active_users_30d", "events_7d", "events_30d", "active_days_7d",
+                   "active_days_30d", "core_events_used_30d", "seat_utilisation_30d"):  # fmt: skip
+            r[c] = r[c] * 0.2
+        elif c == "events_slope_90d_rel":
+            r[c] = -0.8
+        elif c in ("champions_departed_90d", "key_contact_departed_90d"):
+            r[c] = 1.0
+        elif c == "champions_enabled":
+            r[c] = 0.0
+    return r
+
+
+@pytest.mark.slow
+def test_tiny_model_collapsing_usage_and_departed_champion_is_top_decile(tiny_model) -> None:
+    t = tiny_model
+    bundle = ModelBundle.load(t.model)
+    features = pd.read_parquet(t.features)
+    current = features.loc[features["snapshot_date"] == features["snapshot_date"].max()].reset_index(
+        drop=True
+    )
+    risk = bundle.predict_proba(current)
+    typical = current.iloc[[int(np.argsort(risk)[len(risk) // 2])]]
+    assert bundle.predict_proba(_collapse_usage_and_lose_champion(typical))[0] >= np.quantile(risk, 0.9)
