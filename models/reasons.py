@@ -259,6 +259,11 @@ def _variant(
             fields["value"] = _fmt(round(x)) if x is not None else "?"
             return None if x is None else "value"
         return None if x is None else ("yes" if x > 0 else "no")
+    if template == "comment_sentiment":
+        agg = "last" if groups.get("agg") in ("last", "latest") else groups.get("agg", "last")
+        fields["subject"] = lang["phrases"][f"subject_{agg}"].format(in_window=fields["in_window"], window=w)
+        # the tone is a predicted NPS (0-10): detractor / passive / promoter bands
+        return None if x is None else "negative" if x <= 6 else "neutral" if x <= 8 else "positive"
     if template == "nps_latest":
         return None if x is None else "detractor" if x <= 6 else "passive" if x <= 8 else "promoter"
     if template == "nps_change":
@@ -268,20 +273,25 @@ def _variant(
         fields["pct"] = _fmt(abs(x))
         return _direction(x, flat=0.0)
     if template == "days_to_renewal":
-        plan = lang["templates"]["days_to_renewal"]["monthly_plan"]
-        fields["plan"] = plan if _is_monthly(row) else ""
+        monthly = _is_monthly(row)
+        fields["plan"] = lang["templates"]["days_to_renewal"]["monthly_plan"] if monthly else ""
+        fields["__family"] = "renewal_monthly" if monthly else "renewal_annual"
         return None if x is None else "due"
     if template == "billing":
+        variant = None
         if isinstance(raw, str):
             v = raw.strip().lower()
-            return v if v in ("monthly", "annual") else "other"
-        if x is None:
-            return None
-        if "monthly" in feature:
-            return "monthly" if x > 0 else "annual"
-        if "annual" in feature:
-            return "annual" if x > 0 else "monthly"
-        return "other"
+            variant = v if v in ("monthly", "annual") else "other"
+        elif x is not None:
+            if "monthly" in feature:
+                variant = "monthly" if x > 0 else "annual"
+            elif "annual" in feature:
+                variant = "annual" if x > 0 else "monthly"
+            else:
+                variant = "other"
+        if variant == "annual":
+            fields["__family"] = "renewal_annual"
+        return variant
     if template == "seat_utilisation":
         if x is None:
             return None
@@ -311,6 +321,7 @@ def render_reason(feature: str, row: Mapping[str, Any], language: str = "en") ->
         "s": "" if x == 1 else "s",
     }
     variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
+    family = fields.pop("__family", family)
     texts = lang["templates"]
     block = texts.get(template, texts["generic"])
     text = block.get(variant) or texts["generic"]["missing" if _is_missing(raw) else "value"]

@@ -128,3 +128,15 @@ def test_unknown_language_is_a_clear_input_error() -> None:
 
     with pytest.raises(InputError, match="language"):
         render_reason("nps_last", ROW, "fr")
+
+
+def test_families_follow_the_accounts_plan_and_tone() -> None:
+    annual = {**ROW, "billing_annual": 1.0}
+    assert render_reason("days_to_renewal", annual, "en")[0] == "renewal_annual"
+    assert render_reason("billing_annual", annual, "en") == ("renewal_annual", "on an annual plan")
+    assert render_reason("billing_annual", ROW, "en")[0] == "renewal_monthly"
+    assert render_reason("comment_sentiment_last", {"comment_sentiment_last": 3.0}, "en") == (
+        "detractor",
+        "the last survey comment sounds negative (tone 3 of 10)",
+    )
+    assert render_reason("account_age_days", {"account_age_days": 1770.0}, "en")[0] == "value_review"
