@@ -337,7 +337,7 @@ def test_tiny_raw_fixture_runs_the_stage(tiny_raw) -> None:  # type: ignore[no-u
 def test_bad_start_date_is_a_clear_input_error(tmp_path: Path) -> None:
     from churnguard.errors import InputError
 
-    with pytest.raises(InputError, match="simulate.start"):
+    with pytest.raises(InputError, match=r"simulate\.start"):
         simulate.run(
             out=tmp_path / "raw", truth_out=None, accounts=5, months=2, seed=1, dirty=False, start="soon"
         )
