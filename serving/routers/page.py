@@ -65,20 +65,29 @@ def _login_redirect() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
-def trend_svg(points: list[HistoryPoint], width: int = 320, height: int = 80) -> dict[str, Any]:
-    """Coordinates for a small inline-SVG risk chart (0..1 risk on the y axis)."""
-    pad = 6
-    if not points:
-        return {"width": width, "height": height, "path": "", "dots": []}
+def trend_svg(points: list[HistoryPoint], width: int = 360, height: int = 110) -> dict[str, Any]:
+    """Coordinates for a small inline-SVG risk chart: risk 0-100 % up, scoring runs across."""
+    left, right, top, bottom = 34, 8, 8, 22
+    plot_w, plot_h = width - left - right, height - top - bottom
     n = len(points)
-    step = (width - 2 * pad) / max(n - 1, 1)
     dots = []
     for i, p in enumerate(points):
-        x = pad + i * step if n > 1 else width / 2
-        y = height - pad - p.risk * (height - 2 * pad)
+        x = left + (i * plot_w / (n - 1) if n > 1 else plot_w / 2)
+        y = top + (1 - p.risk) * plot_h
         dots.append({"x": round(x, 1), "y": round(y, 1), "label": f"{p.snapshot_date}: {p.risk:.0%}"})
-    path = "M" + " L".join(f"{d['x']},{d['y']}" for d in dots)
-    return {"width": width, "height": height, "path": path, "dots": dots}
+    path = ("M" + " L".join(f"{d['x']},{d['y']}" for d in dots)) if dots else ""
+    return {
+        "width": width,
+        "height": height,
+        "path": path,
+        "dots": dots,
+        "grid": [{"y": round(top + (1 - v) * plot_h, 1), "label": f"{v:.0%}"} for v in (0.0, 0.5, 1.0)],
+        "left": left,
+        "right": width - right,
+        "first": str(points[0].snapshot_date) if points else "",
+        "last": str(points[-1].snapshot_date) if n > 1 else "",
+        "axis_y": height - 6,
+    }
 
 
 @router.get("/login", response_class=HTMLResponse)
