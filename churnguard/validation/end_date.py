@@ -91,14 +91,15 @@ def infer_data_end(
     """Infer the data end from the event timestamps in `relation` (None when none parse)."""
     ts = timestamp_sql(ts_column, ts_type)
     ceiling = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + pd.Timedelta(days=1)
-    valid = f"(SELECT {ts} AS ts FROM {relation}) WHERE ts IS NOT NULL AND ts < TIMESTAMP '{ceiling}'"
+    # One scan, no WHERE: a filter on the parsed value would make DuckDB parse it again.
     rows = con.execute(
-        f"SELECT CAST(date_trunc('day', ts) AS TIMESTAMP) AS d, count(*) FROM {valid} GROUP BY d"
+        f"SELECT CAST(date_trunc('day', ts) AS TIMESTAMP) AS d, count(*), max(ts) "
+        f"FROM (SELECT {ts} AS ts FROM {relation}) GROUP BY d"
     ).fetchall()
-    if not rows:
+    days = {pd.Timestamp(d): (n, pd.Timestamp(last)) for d, n, last in rows if d is not None}
+    days = {d: v for d, v in days.items() if v[1] < ceiling}
+    if not days:
         return None
-    daily = pd.Series({pd.Timestamp(d): n for d, n in rows})
+    daily = pd.Series({d: n for d, (n, _) in days.items()})
     end_day = infer_end_day(daily, density=density, gap_days=gap_days, max_tail=max_tail)
-    limit = end_day + pd.Timedelta(days=1)
-    end = con.execute(f"SELECT max(ts) FROM {valid} AND ts < TIMESTAMP '{limit}'").fetchall()[0]
-    return pd.Timestamp(end[0]).as_unit("us")
+    return days[end_day][1].as_unit("us")

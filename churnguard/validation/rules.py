@@ -98,49 +98,57 @@ def _trimmed(col: Column, sql_type: str) -> str:
     )
 
 
-def _typed(col: Column, sql_type: str, s: str) -> tuple[str, str | None]:
-    """(typed value expression, 'cannot parse' flag expression or None) for one column."""
+def _parse(col: Column, sql_type: str, s: str) -> str:
+    """The parse of one column: typed timestamp / double / bool / canonical category."""
     ref = quote(col.name)
     upper = sql_type.upper()
     if col.kind == "timestamp":
         if upper.startswith("TIMESTAMP") or upper == "DATE":
-            value = f"CAST({ref} AS TIMESTAMP)"  # session time zone is UTC
-        else:
-            # 'Z' (UTC) strings take the cheaper zone-less parse; offsets go through TIMESTAMPTZ.
-            value = (
-                f"CASE WHEN {s}[-1] = 'Z' THEN try_cast({s} AS TIMESTAMP) "
-                f"ELSE CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
-            )
-        return value, f"({s} IS NOT NULL AND {value} IS NULL)"
+            return f"CAST({ref} AS TIMESTAMP)"  # session time zone is UTC
+        # 'Z' (UTC) strings take the cheaper zone-less parse; offsets go through TIMESTAMPTZ.
+        return (
+            f"CASE WHEN {s}[-1] = 'Z' THEN try_cast({s} AS TIMESTAMP) "
+            f"ELSE CAST(try_cast({s} AS TIMESTAMPTZ) AS TIMESTAMP) END"
+        )
     if col.kind in ("float", "int"):
-        number = f"CAST({ref} AS DOUBLE)" if _is_numeric(upper) else f"try_cast({s} AS DOUBLE)"
-        bad = f"({s} IS NOT NULL AND ({number} IS NULL OR NOT isfinite({number})"
-        if col.kind == "int":
-            bad += f" OR {number} <> floor({number}) OR abs({number}) > 9e15"
-        bad += "))"
-        value = f"CASE WHEN {bad} THEN NULL ELSE {number} END"
-        if col.default is not None:
-            value = f"CASE WHEN {s} IS NULL THEN {float(col.default)!r} ELSE {value} END"
-        return value, bad
+        return f"CAST({ref} AS DOUBLE)" if _is_numeric(upper) else f"try_cast({s} AS DOUBLE)"
     if col.kind == "bool":
         if upper == "BOOLEAN":
-            return ref, None
+            return ref
         return (
             f"CASE WHEN {_in_list(f'lower({s})', TRUE_TOKENS)} THEN TRUE "
-            f"WHEN {_in_list(f'lower({s})', FALSE_TOKENS)} THEN FALSE END",
-            None,
+            f"WHEN {_in_list(f'lower({s})', FALSE_TOKENS)} THEN FALSE END"
         )
     if col.kind == "category":
         if col.case == "upper":
-            return f"upper({s})", None
+            return f"upper({s})"
         # The regexp is the costly part: skip it for values already in canonical form.
         return (
             f"CASE WHEN {s} = lower({s}) AND NOT contains({s}, ' ') AND NOT contains({s}, '-') "
             f"AND NOT contains({s}, chr(9)) AND NOT contains({s}, chr(10)) AND NOT contains({s}, chr(13)) "
-            f"THEN {s} ELSE regexp_replace(lower({s}), '[\\s\\-]+', '_', 'g') END",
-            None,
+            f"THEN {s} ELSE regexp_replace(lower({s}), '[\\s\\-]+', '_', 'g') END"
         )
-    return s, None
+    return s
+
+
+def _typed(col: Column, s: str, p: str) -> tuple[str, str | None]:
+    """(clean value, 'cannot parse' flag or None) from the trimmed string `s` and parse `p`.
+
+    Parsing happens once in an earlier layer (`p` is a column): referring to a parse
+    expression several times would make DuckDB evaluate it several times.
+    """
+    if col.kind == "timestamp":
+        return p, f"({s} IS NOT NULL AND {p} IS NULL)"
+    if col.kind in ("float", "int"):
+        bad = f"({s} IS NOT NULL AND ({p} IS NULL OR NOT isfinite({p})"
+        if col.kind == "int":
+            bad += f" OR {p} <> floor({p}) OR abs({p}) > 9e15"
+        bad += "))"
+        value = f"CASE WHEN {bad} THEN NULL ELSE {p} END"
+        if col.default is not None:
+            value = f"CASE WHEN {s} IS NULL THEN {float(col.default)!r} ELSE {value} END"
+        return value, bad
+    return p, None
 
 
 def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: RuleContext) -> str:
@@ -153,6 +161,11 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     layer1 += [f"{quote(c)} AS {quote('o_' + c)}" for c in originals]
     layer1 += [f"{_trimmed(c, source_types[c.name])} AS {quote('s_' + c.name)}" for c in present]
     layer1 += [quote(c.name) for c in present]
+    parsed = [quote(m) for m in META_COLUMNS] + [quote("o_" + c) for c in originals]
+    parsed += [quote("s_" + c.name) for c in present]
+    parsed += [
+        f"{_parse(c, source_types[c.name], quote('s_' + c.name))} AS {quote('p_' + c.name)}" for c in present
+    ]
 
     values: list[str] = []
     missing: list[str] = []
@@ -171,7 +184,7 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
             values.append(f"CAST({default} AS {_SQL_TYPES[col.kind]}) AS {target}")
             continue
         s = quote("s_" + col.name)
-        value, bad = _typed(col, source_types[col.name], s)
+        value, bad = _typed(col, s, quote("p_" + col.name))
         if col.kind == "int":
             value = f"CAST({value} AS BIGINT)"
         values.append(f"{value} AS {target}")
@@ -249,7 +262,8 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     # real values (a hash collision only adds a candidate). A window over every row is slow.
     return f"""
 WITH l1 AS NOT MATERIALIZED (SELECT {", ".join(layer1)} FROM {source}),
-l2 AS NOT MATERIALIZED (SELECT {", ".join(layer2)} FROM l1),
+lp AS NOT MATERIALIZED (SELECT {", ".join(parsed)} FROM l1),
+l2 AS NOT MATERIALIZED (SELECT {", ".join(layer2)} FROM lp),
 l3 AS (SELECT *, CASE {first_reason} END AS _r1 FROM l2),
 dk AS (SELECT _h FROM (SELECT {key_hash} AS _h FROM l3 WHERE _r1 IS NULL) GROUP BY _h HAVING count(*) > 1),
 j AS (SELECT l3.*, dk._h IS NOT NULL AND l3._r1 IS NULL AS _dup
