@@ -131,7 +131,11 @@ def run(
             # The champion may use other features: absent ones are scored as missing.
             columns = list(dict.fromkeys([*frame.columns, *champion[1].feature_names]))
             test_rows = frame.loc[test_mask].reindex(columns=columns)
-            champ_metrics = score_all(champion[1], test_rows, top_k=top_k)["model"]
+            try:
+                champ_metrics = score_all(champion[1], test_rows, top_k=top_k)["model"]
+            except Exception:  # an unreadable old champion must not block a new model
+                log.exception("champion v%s cannot be scored on this test window", champion[0])
+                champ_metrics = {}
         decision = decide_promotion(
             result.metrics.get(TEST, {}).get("model", {}), champ_metrics, params.gate,
             champion[0] if champion else None,

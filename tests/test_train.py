@@ -127,6 +127,8 @@ def test_gate_needs_margin_and_calibration() -> None:
     assert (d.alias, d.promoted, d.champion_version) == ("challenger", False, "3")
     assert "0.7950" in d.reason
     assert decide_promotion({"roc_auc": 0.81, "ece": 0.02}, old, gate, "3").promoted
+    unscorable = decide_promotion({"roc_auc": 0.70, "ece": 0.02}, {}, gate, "3")
+    assert unscorable.promoted and "cannot be scored" in unscorable.reason
 
 
 def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypatch) -> None:
