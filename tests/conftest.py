@@ -122,9 +122,7 @@ def tiny_snapshots(tiny_validated: Tiny) -> Tiny:
     from pipeline import snapshots
 
     t = tiny_validated
-    snapshots.main(
-        ["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)]
-    )
+    snapshots.main(["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)])
     return t
 
 

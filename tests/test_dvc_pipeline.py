@@ -25,7 +25,9 @@ SOURCES = ("churnguard", "pipeline", "features", "models", "serving", "dvc.yaml"
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -45,7 +47,11 @@ def dvc_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     env["PYTHONPATH"] = str(root)
     env["DVC_NO_ANALYTICS"] = "1"
     _run(["git", "init", "-q"], root, env)
-    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"], root, env)
+    _run(
+        ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "init"],
+        root,
+        env,
+    )
     _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
     _run([sys.executable, "-m", "dvc", "config", "core.analytics", "false"], root, env)
     _run([sys.executable, "-m", "dvc", "repro"], root, env)
