@@ -17,6 +17,7 @@ import pandas as pd
 
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from models.bundle import ModelBundle
 from models.config import EvaluateParams, SplitParams
 from models.evaluate import evaluate_test
@@ -104,4 +105,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from models.bundle import ModelBundle
 from models.config import ExplainParams
 from models.explain import explanations_frame, mean_abs_shap
@@ -95,4 +96,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

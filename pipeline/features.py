@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pandas as pd
 
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from features.build import FeatureParams, FittedState, build_features, describe, dumps, fit_feature_state
 from features.engine import Engine
 from features.health import HealthParams
@@ -146,8 +146,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except InputError as exc:  # one line and exit code 2, as the CLI does
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+    run_stage(main)

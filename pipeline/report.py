@@ -21,6 +21,7 @@ from pydantic import Field
 
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, Section, load_section, read_params
+from churnguard.stage import run_stage
 from features import retention
 from models import monitoring as mon
 
@@ -567,4 +568,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -27,6 +27,7 @@ from churnguard.scores import (
     reasons_from_explanations,
     split_history,
 )
+from churnguard.stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,6 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
-if __name__ == "__main__":
-    main()
-
-
 def read_scores(scores_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The latest scores and the score history written by `run` (history may be empty)."""
     latest_path = scores_dir / LATEST
@@ -213,3 +210,7 @@ def read_scores(scores_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     history_path = scores_dir / HISTORY
     history = pd.read_parquet(history_path) if history_path.exists() else pd.DataFrame()
     return pd.read_parquet(latest_path), history
+
+
+if __name__ == "__main__":
+    run_stage(main)

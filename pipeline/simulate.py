@@ -17,6 +17,7 @@ from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, DataParams, load_section, read_params
 from churnguard.simulator import SimulateParams, simulate_to_folder
 from churnguard.simulator.writer import write_marker
+from churnguard.stage import run_stage
 
 log = logging.getLogger(__name__)
 
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

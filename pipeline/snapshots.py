@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,6 +16,7 @@ import pandas as pd
 from churnguard import tables
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from features.snapshots import SnapshotParams, build_snapshots
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except InputError as exc:  # one line and exit code 2, as the CLI does
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+    run_stage(main)

@@ -19,6 +19,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from models.bundle import select_features
 from models.config import SplitParams, TrainParams
 from models.explain import mean_abs_shap
@@ -193,4 +194,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pandas as pd
 from churnguard.contract import OPTIONAL_TABLES, TABLES
 from churnguard.errors import InputError
 from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.stage import run_stage
 from churnguard.validation import ValidateParams
 from churnguard.validation.end_date import future_cutoff, infer_data_end, parse_end_date
 from churnguard.validation.events import stage_events, staged_relation, validate_events
@@ -173,9 +173,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        main()
-    except InputError as exc:  # one line and exit code 2, as the CLI does
-        sys.stderr.write(f"error: {exc}\n")
-        sys.exit(2)
+    run_stage(main)
