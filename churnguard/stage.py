@@ -10,7 +10,7 @@ from churnguard.errors import InputError
 
 
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main`; bad input or a missing file becomes one line on stderr and exit code 2, as in the CLI."""
+    """Run a stage's `main`: bad input or a missing file is one line on stderr and exit 2, as in the CLI."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         main()
