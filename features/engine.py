@@ -26,6 +26,15 @@ class Dialect:
         """The midnight of a timestamp's day, as a timestamp (Spark: date_trunc('DAY', ts))."""
         return f"CAST(CAST({ts} AS DATE) AS TIMESTAMP)"
 
+    def day_number(self, ts: str) -> str:
+        """Whole days from 1970-01-01 to a timestamp's day, an integer (Spark: datediff(ts, '1970-01-01'))."""
+        return f"date_diff('day', DATE '1970-01-01', CAST({ts} AS DATE))"
+
+    def day_start(self, day_number: int) -> str:
+        """The midnight starting day number `day_number`, a timestamp literal (standard SQL)."""
+        day = pd.Timestamp("1970-01-01") + pd.Timedelta(days=int(day_number))
+        return f"TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}'"
+
     def days_between(self, start: str, end: str) -> str:
         """Whole days from `start` to `end` (Spark: datediff(end, start))."""
         return f"date_diff('day', CAST({start} AS DATE), CAST({end} AS DATE))"

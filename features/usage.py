@@ -1,9 +1,18 @@
 """Usage features: activity, intensity, trend, breadth, recency, streaks, core-event adoption.
 
-The event log is aggregated once to per-(account, user, day) and per-(account, event,
-day) counts (one streaming pass each over the Parquet parts), then each aggregate is
-range-joined to the snapshot dates once, covering every window (7/30/60/90 days) with
-CASE expressions. A snapshot at t sees the days before t only: `day < t`.
+A snapshot at t sees the days before t only (`day < t`); the longest window is 90 days.
+The events are read in three streaming aggregations, each much smaller than the log:
+
+- per (account, day): event counts, for every count, active-day, trend, streak and
+  recency feature (sums over day ranges);
+- per (account, user, bucket) and per (account, event, bucket), where a *bucket* is a
+  run of days between two consecutive window boundaries of the snapshot dates at hand
+  (t, t-7, t-30, t-60 and t-90 for every t). Every window is a union of whole buckets, so
+  "was this user / event type active in the window" is exact at bucket grain, and the
+  distinct-user and distinct-event counts need far fewer rows than per-day aggregates.
+
+Each aggregate is then range-joined to the snapshot dates once (one join per aggregate
+covering all windows via CASE). Days are integer day numbers (`Dialect.day_number`).
 """
 
 from __future__ import annotations
@@ -15,23 +24,28 @@ from features.engine import Engine, sql_string
 
 WINDOW_DAYS = 90  # longest usage window; trend/slope/streaks also fit in it
 STREAK_WEEKS = 12
+# Window starts relative to the snapshot's day (ago <= 7, <= 30, 31..60) and the 90-day range.
+BOUNDARY_OFFSETS = (7, 30, 60)
+KEYS = ["account_id", "snapshot_date"]
 
 
 def prepare_event_aggregates(engine: Engine, events: str) -> None:
-    """Create `daily_user`, `daily_account` and `daily_event` from the event table expression."""
+    """Expose the event table expression to the usage and onboarding queries.
+
+    Creates the view `usage_events` and, at event grain with a `day` column, the views
+    `daily_user` (account_id, user_id, day, n_events) and `daily_event` (account_id, event,
+    day, n_events) that `infer_core_events`, `count_event_types` and the onboarding
+    features aggregate over (MIN/COUNT DISTINCT/SUM give the same as on per-day rows).
+    Nothing is read until a feature query runs; the windowed aggregates are built by
+    `build_usage_features`, which knows the snapshot dates.
+    """
     day = engine.dialect.day("timestamp")
-    engine.create_table(
-        "daily_user",
-        f"SELECT account_id, user_id, {day} AS day, COUNT(*) AS n_events FROM {events} GROUP BY 1, 2, 3",
+    engine.create_view("usage_events", f"SELECT account_id, user_id, event, timestamp FROM {events}")
+    engine.create_view(
+        "daily_user", f"SELECT account_id, user_id, {day} AS day, 1 AS n_events FROM usage_events"
     )
-    engine.create_table(
-        "daily_event",
-        f"SELECT account_id, event, {day} AS day, COUNT(*) AS n_events FROM {events} GROUP BY 1, 2, 3",
-    )
-    engine.create_table(
-        "daily_account",
-        "SELECT account_id, day, SUM(n_events) AS n_events, COUNT(*) AS n_users "
-        "FROM daily_user GROUP BY 1, 2",
+    engine.create_view(
+        "daily_event", f"SELECT account_id, event, {day} AS day, 1 AS n_events FROM usage_events"
     )
 
 
@@ -95,112 +109,157 @@ def infer_core_events(
     return [str(e) for e in ranked["event"].head(top_n)]
 
 
-def _window_join(engine: Engine, table: str, snaps: str, extra: str = "") -> str:
+def _snap_days(engine: Engine, snaps: str) -> str:
+    """Distinct snapshot keys with `a` = day number of t and `c` = first day number not before t.
+
+    For midnight snapshot dates a = c. A day d is before t exactly when d < c, and its
+    age in days is a - d (as `days_between(day, t)`).
+    """
     d = engine.dialect
-    ago = d.days_between("x.day", "s.snapshot_date")
+    a = d.day_number("snapshot_date")
+    c = f"CASE WHEN snapshot_date > {d.day('snapshot_date')} THEN {a} + 1 ELSE {a} END"
+    return f"(SELECT DISTINCT account_id, snapshot_date, {a} AS a, {c} AS c FROM {snaps})"
+
+
+def _register_buckets(engine: Engine, snap_days: str) -> tuple[int, int] | None:
+    """Register `usage_day_bucket` (day, bucket): each day in the boundaries' span mapped to
+    the latest window boundary on or before it. Returns the span [first, last) or None."""
+    bounds = engine.query(f"SELECT DISTINCT a, c FROM {snap_days} s")
+    if bounds.empty:
+        return None
+    a = bounds["a"].to_numpy(dtype=np.int64)
+    c = bounds["c"].to_numpy(dtype=np.int64)
+    edges = np.unique(np.concatenate([c, c - WINDOW_DAYS, *(a - k for k in BOUNDARY_OFFSETS)]))
+    days = np.arange(edges[0], edges[-1], dtype=np.int64)
+    bucket = edges[np.searchsorted(edges, days, side="right") - 1]
+    engine.register("usage_day_bucket", pd.DataFrame({"day": days, "bucket": bucket}))
+    return int(edges[0]), int(edges[-1])
+
+
+def _prepare_windowed(engine: Engine, snap_days: str) -> None:
+    """Materialise `usage_account_days`, `usage_user_buckets` and `usage_event_buckets`."""
+    d = engine.dialect
+    day = d.day_number("timestamp")
+    engine.create_table(
+        "usage_account_days",
+        f"SELECT account_id, {day} AS d, COUNT(*) AS n FROM usage_events GROUP BY 1, 2",
+    )
+    span = _register_buckets(engine, snap_days)
+    for table, key in (("usage_user_buckets", "user_id"), ("usage_event_buckets", "event")):
+        if span is None:
+            engine.create_table(table, f"SELECT account_id, {key}, 0 AS bucket FROM usage_events WHERE 1 = 0")
+            continue
+        lo, hi = (d.day_start(n) for n in span)  # pushes the span into the scan
+        engine.create_table(
+            table,
+            f"""
+            SELECT e.account_id, e.{key}, b.bucket
+            FROM usage_events e JOIN usage_day_bucket b ON b.day = {d.day_number("e.timestamp")}
+            WHERE e.timestamp >= {lo} AND e.timestamp < {hi}
+            GROUP BY 1, 2, 3
+            """,
+        )
+
+
+def _window_join(snap_days: str, table: str, col: str, extra: str = "") -> str:
     return f"""
-        SELECT s.account_id, s.snapshot_date, {ago} AS ago, x.n_events{extra}
-        FROM {snaps} s
+        SELECT s.account_id, s.snapshot_date, s.a, x.{col} AS d{extra}
+        FROM {snap_days} s
         JOIN {table} x
           ON x.account_id = s.account_id
-         AND x.day >= {d.minus_days("s.snapshot_date", WINDOW_DAYS)}
-         AND x.day < s.snapshot_date
+         AND x.{col} >= s.c - {WINDOW_DAYS}
+         AND x.{col} < s.c
     """
 
 
-def _user_window_features(engine: Engine, snaps: str) -> pd.DataFrame:
-    joined = _window_join(engine, "daily_user", snaps, ", x.user_id")
-    return engine.query(
-        f"""
+def _user_window_features(snap_days: str) -> str:
+    joined = _window_join(snap_days, "usage_user_buckets", "bucket", ", x.user_id")
+    return f"""
         WITH per_user AS (
             SELECT account_id, snapshot_date, user_id,
-                   MIN(ago) AS min_ago,
-                   MAX(CASE WHEN ago BETWEEN 31 AND 60 THEN 1 ELSE 0 END) AS in_prev_30d,
-                   SUM(CASE WHEN ago <= 7 THEN n_events ELSE 0 END) AS e7,
-                   SUM(CASE WHEN ago <= 30 THEN n_events ELSE 0 END) AS e30,
-                   SUM(CASE WHEN ago BETWEEN 31 AND 60 THEN n_events ELSE 0 END) AS eprev30,
-                   SUM(n_events) AS e90
+                   MAX(CASE WHEN d >= a - 7 THEN 1 ELSE 0 END) AS in_7d,
+                   MAX(CASE WHEN d >= a - 30 THEN 1 ELSE 0 END) AS in_30d,
+                   MAX(CASE WHEN d >= a - 60 AND d < a - 30 THEN 1 ELSE 0 END) AS in_prev_30d
             FROM ({joined}) j
             GROUP BY account_id, snapshot_date, user_id
         )
         SELECT account_id, snapshot_date,
-               SUM(CASE WHEN min_ago <= 7 THEN 1 ELSE 0 END) AS active_users_7d,
-               SUM(CASE WHEN min_ago <= 30 THEN 1 ELSE 0 END) AS active_users_30d,
+               SUM(in_7d) AS active_users_7d,
+               SUM(in_30d) AS active_users_30d,
                SUM(in_prev_30d) AS active_users_prev_30d,
-               COUNT(*) AS active_users_90d,
-               SUM(e7) AS events_7d, SUM(e30) AS events_30d,
-               SUM(eprev30) AS events_prev_30d, SUM(e90) AS events_90d
+               COUNT(*) AS active_users_90d
         FROM per_user
         GROUP BY account_id, snapshot_date
-        """
-    )
+    """
 
 
-def _day_window_features(engine: Engine, snaps: str) -> pd.DataFrame:
-    joined = _window_join(engine, "daily_account", snaps)
+def _day_window_features(snap_days: str) -> str:
+    joined = _window_join(snap_days, "usage_account_days", "d", ", x.n, s.a - x.d AS ago")
     weeks = ",\n".join(
         f"MAX(CASE WHEN ago BETWEEN {7 * k + 1} AND {7 * k + 7} THEN 1 ELSE 0 END) AS week_{k}"
         for k in range(STREAK_WEEKS)
     )
-    return engine.query(
-        f"""
+    return f"""
         SELECT account_id, snapshot_date,
+               SUM(CASE WHEN ago <= 7 THEN n ELSE 0 END) AS events_7d,
+               SUM(CASE WHEN ago <= 30 THEN n ELSE 0 END) AS events_30d,
+               SUM(CASE WHEN ago BETWEEN 31 AND 60 THEN n ELSE 0 END) AS events_prev_30d,
+               SUM(n) AS events_90d,
                SUM(CASE WHEN ago <= 7 THEN 1 ELSE 0 END) AS active_days_7d,
                SUM(CASE WHEN ago <= 30 THEN 1 ELSE 0 END) AS active_days_30d,
                COUNT(*) AS active_days_90d,
-               SUM(n_events * ({WINDOW_DAYS} - ago)) AS sum_xy_90d,
+               SUM(n * ({WINDOW_DAYS} - ago)) AS sum_xy_90d,
                {weeks}
         FROM ({joined}) j
         GROUP BY account_id, snapshot_date
-        """
-    )
+    """
 
 
-def _event_window_features(engine: Engine, snaps: str, core_events: list[str]) -> pd.DataFrame:
-    joined = _window_join(engine, "daily_event", snaps, ", x.event")
+def _event_window_features(snap_days: str, core_events: list[str]) -> str:
+    joined = _window_join(snap_days, "usage_event_buckets", "bucket", ", x.event")
     core = ", ".join(sql_string(e) for e in core_events) or "NULL"
-    return engine.query(
-        f"""
+    return f"""
         WITH per_event AS (
-            SELECT account_id, snapshot_date, event, MIN(ago) AS min_ago
+            SELECT account_id, snapshot_date, event,
+                   MAX(CASE WHEN d >= a - 30 THEN 1 ELSE 0 END) AS in_30d
             FROM ({joined}) j
             GROUP BY account_id, snapshot_date, event
         )
         SELECT account_id, snapshot_date,
-               SUM(CASE WHEN min_ago <= 30 THEN 1 ELSE 0 END) AS distinct_events_30d,
+               SUM(in_30d) AS distinct_events_30d,
                COUNT(*) AS distinct_events_90d,
-               SUM(CASE WHEN min_ago <= 30 AND event IN ({core}) THEN 1 ELSE 0 END) AS core_events_used_30d,
+               SUM(CASE WHEN in_30d = 1 AND event IN ({core}) THEN 1 ELSE 0 END) AS core_events_used_30d,
                SUM(CASE WHEN event IN ({core}) THEN 1 ELSE 0 END) AS core_events_used_90d
         FROM per_event
         GROUP BY account_id, snapshot_date
-        """
-    )
+    """
 
 
-def _last_activity(engine: Engine, snaps: str) -> pd.DataFrame:
+def _last_activity(snap_days: str) -> str:
     """Days since the last active day before t, with a running max (no unbounded range join)."""
-    d = engine.dialect
-    return engine.query(
-        f"""
+    return f"""
         WITH timeline AS (
-            SELECT account_id, snapshot_date AS at_ts, 0 AS is_activity FROM {snaps}
+            SELECT account_id, c AS at_day, 0 AS is_activity, snapshot_date, a FROM {snap_days} s
             UNION ALL
-            SELECT account_id, day AS at_ts, 1 AS is_activity FROM daily_account
+            SELECT account_id, d AS at_day, 1 AS is_activity, NULL AS snapshot_date, NULL AS a
+            FROM usage_account_days
         ),
         running AS (
-            SELECT account_id, at_ts, is_activity,
-                   MAX(CASE WHEN is_activity = 1 THEN at_ts END) OVER (
-                       PARTITION BY account_id ORDER BY at_ts, is_activity
+            SELECT account_id, snapshot_date, a, is_activity,
+                   MAX(CASE WHEN is_activity = 1 THEN at_day END) OVER (
+                       PARTITION BY account_id ORDER BY at_day, is_activity
                        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
                    ) AS last_day
             FROM timeline
         )
-        SELECT account_id, at_ts AS snapshot_date,
-               {d.days_between("last_day", "at_ts")} AS days_since_last_activity
+        SELECT account_id, snapshot_date, a - last_day AS days_since_last_activity
         FROM running
         WHERE is_activity = 0
-        """
-    )
+    """
+
+
+USER_COLUMNS = ["active_users_7d", "active_users_30d", "active_users_prev_30d", "active_users_90d"]
+EVENT_COUNT_COLUMNS = ["events_7d", "events_30d", "events_prev_30d", "events_90d"]
 
 
 def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
@@ -214,17 +273,23 @@ def build_usage_features(engine: Engine, snaps: str, core_events: list[str]) -> 
     Needs `prepare_event_aggregates` first. Counts are 0 (a true value: no events were
     logged) for accounts without activity in a window; ratios are NaN when undefined.
     """
+    snap_days = _snap_days(engine, snaps)
+    _prepare_windowed(engine, snap_days)
     keys = engine.query(f"SELECT DISTINCT account_id, snapshot_date FROM {snaps}")
-    users = _user_window_features(engine, snaps)
-    days = _day_window_features(engine, snaps)
-    events = _event_window_features(engine, snaps, core_events)
-    last = _last_activity(engine, snaps)
+    users = engine.query(_user_window_features(snap_days))
+    days = engine.query(_day_window_features(snap_days))
+    # Same column order as the per-user formulation this replaced (counts first).
+    day_cols = [c for c in days.columns if c not in EVENT_COUNT_COLUMNS]
+    users = users.merge(days[["account_id", "snapshot_date", *EVENT_COUNT_COLUMNS]], on=KEYS, how="outer")
+    days = days[day_cols]
+    events = engine.query(_event_window_features(snap_days, core_events))
+    last = engine.query(_last_activity(snap_days))
     out = keys
     for part in (users, days, events):
-        out = out.merge(part, on=["account_id", "snapshot_date"], how="left")
-    count_cols = [c for c in out.columns if c not in ("account_id", "snapshot_date")]
+        out = out.merge(part, on=KEYS, how="left")
+    count_cols = [c for c in out.columns if c not in KEYS]
     out[count_cols] = out[count_cols].fillna(0).astype(float)
-    out = out.merge(last, on=["account_id", "snapshot_date"], how="left")
+    out = out.merge(last, on=KEYS, how="left")
     out["days_since_last_activity"] = out["days_since_last_activity"].astype(float)
 
     for w in ("7d", "30d", "90d"):
