@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -160,18 +160,36 @@ def _first(row: Mapping[str, Any], names: Sequence[str]) -> float | None:
     return None
 
 
+@lru_cache(maxsize=64)
+def _plan_columns(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The columns that can tell the billing period, in order, with how to read them."""
+    out = []
+    for k in keys:
+        if "billing" in k:
+            out.append((k, "billing"))
+        elif re.search(r"(^|_)(is_)?monthly($|_)", k):
+            out.append((k, "monthly"))
+        elif re.search(r"(^|_)(is_)?annual($|_)", k):
+            out.append((k, "annual"))
+    return tuple(out)
+
+
 def _is_monthly(row: Mapping[str, Any]) -> bool:
-    for key, v in row.items():
-        k = str(key)
-        if "billing" in k and isinstance(v, str):
+    """True when the row's first informative billing column says monthly (default: annual)."""
+    keys = row.key_tuple if isinstance(row, _RowView) else tuple(str(k) for k in row)
+    for key, kind in _plan_columns(keys):
+        v = row.get(key)
+        if kind == "billing" and isinstance(v, str):
             return v.strip().lower() == "monthly"
         x = _num(v)
         if x is None:
             continue
-        if re.search(r"(^|_)(is_)?monthly($|_)", k):
+        if kind == "monthly":
             return bool(x)
-        if re.search(r"(^|_)(is_)?annual($|_)", k):
+        if kind == "annual" or "annual" in key:
             return not bool(x)
+        if "monthly" in key:
+            return bool(x)
     return False
 
 
@@ -185,6 +203,12 @@ def _singular(token: str) -> str:
 
 def _what(lang: dict[str, Any], what: str, language: str) -> tuple[str, str]:
     """(severity + noun for English / severity for Japanese, noun) from e.g. 'bugs_high'."""
+    return _what_for(what, language)
+
+
+@lru_cache(maxsize=1024)
+def _what_for(what: str, language: str) -> tuple[str, str]:
+    lang = _language(language)
     tokens = [_singular(t) for t in what.split("_") if t and t not in ("open", "ticket", "tickets")]
     sev = [t for t in tokens if t in SEVERITIES]
     cat = "_".join(t for t in tokens if t not in SEVERITIES) or "ticket"
@@ -304,22 +328,30 @@ def _variant(
     return None if _is_missing(raw) else "value"
 
 
+@lru_cache(maxsize=8192)
+def _static_fields(
+    feature: str, language: str
+) -> tuple[str, str, str, dict[str, str], tuple[tuple[str, str], ...]]:
+    """(family, template, label, groups, fixed fields) of a feature: computed once per load."""
+    lang = _language(language)
+    family, template, groups = classify_feature(feature)
+    in_window = (
+        lang["phrases"]["in_window"].format(window=groups["window"])
+        if "window" in groups
+        else lang["phrases"]["no_window"]
+    )
+    fixed = (("label", _label(lang, feature)), ("in_window", in_window), ("window", groups.get("window", "")))
+    return family, template, fixed[0][1], groups, fixed
+
+
 def render_reason(feature: str, row: Mapping[str, Any], language: str = "en") -> tuple[str, str]:
     """(family, sentence) describing `feature` for one account row (all its feature values)."""
     lang = _language(language)
-    family, template, groups = classify_feature(feature)
+    family, template, _, groups, fixed = _static_fields(feature, language)
     raw = row.get(feature)
     x = _num(raw)
-    fields: dict[str, Any] = {
-        "value": _fmt(raw),
-        "label": _label(lang, feature),
-        "in_window": lang["phrases"]["in_window"].format(window=groups["window"])
-        if "window" in groups
-        else lang["phrases"]["no_window"],
-        "window": groups.get("window", ""),
-        "n": _fmt(raw),
-        "s": "" if x == 1 else "s",
-    }
+    fields: dict[str, Any] = dict(fixed)
+    fields.update(value=_fmt(raw), n=_fmt(raw), s="" if x == 1 else "s")
     variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
     family = fields.pop("__family", family)
     texts = lang["templates"]
@@ -335,6 +367,40 @@ class _Default(dict):
         return ""
 
 
+def _candidates(top: np.ndarray, values: np.ndarray, positive: int) -> Iterator[int]:
+    """Feature indices by falling contribution: the precomputed top ones, then the rest."""
+    yield from top[:positive].tolist()
+    if positive > len(top):
+        yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
+
+
+class _RowView(Mapping[str, Any]):
+    """One row of a frame read column-wise: no per-row dict of all features is built."""
+
+    __slots__ = ("_cols", "_i", "key_tuple")
+
+    def __init__(self, cols: dict[str, np.ndarray], i: int, key_tuple: tuple[str, ...]) -> None:
+        self._cols = cols
+        self._i = i
+        self.key_tuple = key_tuple
+
+    def __getitem__(self, key: str) -> Any:
+        return self._cols[key][self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        col = self._cols.get(key)
+        return default if col is None else col[self._i]
+
+    def __iter__(self) -> Any:
+        return iter(self._cols)
+
+    def __len__(self) -> int:
+        return len(self._cols)
+
+    def keys(self) -> Any:
+        return self._cols.keys()
+
+
 def reasons_from_contributions(
     X: pd.DataFrame,
     feature_names: Sequence[str],
@@ -342,33 +408,57 @@ def reasons_from_contributions(
     top_n: int = 3,
     language: str = "en",
 ) -> list[list[Reason]]:
-    """Each row's top `top_n` features that raise risk (SHAP > 0), as `Reason`s, largest first."""
+    """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first.
+
+    One reason per family: when a feature's family is already among the row's reasons, the
+    next largest contributor of another family takes its place (so the top 3 name three
+    different problems). Only the chosen reasons are rendered; per-feature metadata is
+    computed once per feature name and language.
+    """
     _language(language)  # fail early on an unknown language
-    n_feat = len(feature_names)
+    names = list(feature_names)
+    n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
-    records: list[dict[str, Any]] = X.loc[:, list(feature_names)].to_dict(orient="records")  # type: ignore[assignment]
-    order = np.argsort(-contrib, axis=1, kind="stable")[:, :top_n]
+    cols = {str(c): X[c].to_numpy() for c in X.columns}
+    key_tuple = tuple(cols)
+    positive = (contrib > 0).sum(axis=1)
+    # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
+    k = min(n_feat, 4 * top_n)
+    if k < n_feat:
+        part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+        part.sort(axis=1)  # column order first, so equal contributions keep feature order
+        vals = np.take_along_axis(contrib, part, axis=1)
+        order = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+    else:
+        order = np.argsort(-contrib, axis=1, kind="stable")
+    books = {}
     out: list[list[Reason]] = []
-    for i, row in enumerate(records):
+    for i in range(len(contrib)):
         reasons: list[Reason] = []
-        for j in order[i]:
-            shap = float(contrib[i, j])
-            if shap <= 0:
-                break
-            feature = feature_names[j]
+        seen: set[str] = set()
+        row = _RowView(cols, i, key_tuple)
+        for j in _candidates(order[i], contrib[i], int(positive[i])):
+            feature = names[j]
             family, text = render_reason(feature, row, language)
-            book_id, action = playbook_for(family)
+            if family in seen:
+                continue
+            seen.add(family)
+            if family not in books:
+                books[family] = playbook_for(family)
+            book_id, action = books[family]
             reasons.append(
                 Reason(
                     feature=feature,
                     family=family,
                     value=_num(row.get(feature)),
-                    shap=shap,
+                    shap=float(contrib[i, j]),
                     text=text,
                     playbook_id=book_id,
                     action=action,
                 )
             )
+            if len(reasons) == top_n:
+                break
         out.append(reasons)
     return out
 
