@@ -267,20 +267,17 @@ def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
     return num.astype(float) / den.where(den > 0)
 
 
-def build_usage_features(engine: Engine, snaps: str, core_events: list[str]) -> pd.DataFrame:
-    """Usage features per (account_id, snapshot_date) of the registered `snaps` table.
-
-    Needs `prepare_event_aggregates` first. Counts are 0 (a true value: no events were
-    logged) for accounts without activity in a window; ratios are NaN when undefined.
-    """
+def usage_window_counts(engine: Engine, snaps: str, core_events: list[str]) -> pd.DataFrame:
+    """The windowed counts per (account_id, snapshot_date) of `snaps` (0 when no events) and
+    `days_since_last_activity`; `build_usage_features` derives the final features from them."""
     snap_days = _snap_days(engine, snaps)
     _prepare_windowed(engine, snap_days)
     keys = engine.query(f"SELECT DISTINCT account_id, snapshot_date FROM {snaps}")
     users = engine.query(_user_window_features(snap_days))
     days = engine.query(_day_window_features(snap_days))
-    # Same column order as the per-user formulation this replaced (counts first).
+    # Same column order as the per-day formulation this replaced (tests/test_features_usage_equiv.py).
     day_cols = [c for c in days.columns if c not in EVENT_COUNT_COLUMNS]
-    users = users.merge(days[["account_id", "snapshot_date", *EVENT_COUNT_COLUMNS]], on=KEYS, how="outer")
+    users = users.merge(days[[*KEYS, *EVENT_COUNT_COLUMNS]], on=KEYS, how="outer")
     days = days[day_cols]
     events = engine.query(_event_window_features(snap_days, core_events))
     last = engine.query(_last_activity(snap_days))
@@ -291,7 +288,21 @@ def build_usage_features(engine: Engine, snaps: str, core_events: list[str]) -> 
     out[count_cols] = out[count_cols].fillna(0).astype(float)
     out = out.merge(last, on=KEYS, how="left")
     out["days_since_last_activity"] = out["days_since_last_activity"].astype(float)
+    return out
 
+
+def build_usage_features(engine: Engine, snaps: str, core_events: list[str]) -> pd.DataFrame:
+    """Usage features per (account_id, snapshot_date) of the registered `snaps` table.
+
+    Needs `prepare_event_aggregates` first. Counts are 0 (a true value: no events were
+    logged) for accounts without activity in a window; ratios are NaN when undefined.
+    """
+    return finish_usage_features(usage_window_counts(engine, snaps, core_events), core_events)
+
+
+def finish_usage_features(counts: pd.DataFrame, core_events: list[str]) -> pd.DataFrame:
+    """Ratios, slope, streaks and adoption shares from `usage_window_counts` (never mutates)."""
+    out = counts.copy()
     for w in ("7d", "30d", "90d"):
         out[f"events_per_active_user_{w}"] = _safe_ratio(out[f"events_{w}"], out[f"active_users_{w}"])
     out["events_30d_vs_prev_30d_ratio"] = _safe_ratio(out["events_30d"], out["events_prev_30d"])
