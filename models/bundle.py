@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 import yaml
 
 from churnguard.errors import InputError
+from models import treeshap
 from models.calibration import Calibrator
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ BUNDLE_ARTIFACT = "bundle"
 # One thread per predict call: requests are parallel at the process level, and OpenMP
 # threads only spin on a busy 2-core machine (measured: 1 thread is as fast or faster).
 PREDICT_THREADS = 1
+# SHAP contributions of a large batch are split over the cores (the kernel drops the GIL).
+CONTRIB_THREADS = max(1, min(2, os.cpu_count() or 1))
+ShapMethod = Literal["auto", "lightgbm"]
 
 
 @dataclass(frozen=True)
@@ -168,9 +173,35 @@ class ModelBundle:
         """Calibrated P(churn within the horizon), one per row."""
         return self.calibrator.transform(self.predict_raw(X))
 
-    def contributions(self, X: pd.DataFrame) -> np.ndarray:
-        """Raw TreeSHAP values in log-odds, shape (n, n_features + 1); last column = bias."""
+    @cached_property
+    def shap_tables(self) -> treeshap.TreeTables | None:
+        """Precomputed exact TreeSHAP tables (None: this model needs LightGBM's own TreeSHAP)."""
+        tables = treeshap.build_tables(self.booster)
+        if tables is None:
+            log.info("model %s: using LightGBM pred_contrib for SHAP values", self.version)
+        return tables
+
+    def warm_up(self) -> None:
+        """Build the SHAP tables and compile the kernel now, not on the first request."""
+        tables = self.shap_tables
+        if tables is not None:
+            treeshap.contributions(tables, np.zeros((1, len(self.spec.names))))
+
+    def contributions(
+        self, X: pd.DataFrame, *, method: ShapMethod = "auto", threads: int | None = None
+    ) -> np.ndarray:
+        """Exact path-dependent TreeSHAP values in log-odds, shape (n, n_features + 1); last = bias.
+
+        `auto` uses the table-driven kernel of `models.treeshap` (same values as LightGBM's
+        `pred_contrib=True`, about 5x cheaper) when the model allows it, else LightGBM;
+        `lightgbm` forces LightGBM. `threads` defaults to the cores, used for batches of
+        at least 256 rows.
+        """
         X_enc = self.encode(X)
+        n_threads = threads if threads is not None else CONTRIB_THREADS
+        tables = self.shap_tables if method == "auto" else None
+        if tables is not None:
+            return treeshap.contributions(tables, X_enc, threads=n_threads)
         return np.asarray(
             self.booster.predict(X_enc, pred_contrib=True, num_threads=PREDICT_THREADS), dtype=float
         )

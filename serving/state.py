@@ -42,15 +42,19 @@ CSV_COLUMNS: tuple[str, ...] = (
 
 
 def load_bundle(uri: str, tracking_uri: str | None) -> Any:
-    """The model bundle from a local pyfunc dir or a `models:/NAME@ALIAS` registry URI."""
+    """The model bundle from a local pyfunc dir or a `models:/NAME@ALIAS` registry URI.
+
+    The SHAP tables are built (and the kernel compiled) here, before the model serves.
+    """
+    from models.bundle import ModelBundle, load_from_registry
+
     if uri.startswith("models:/"):
-        from models.bundle import load_from_registry
-
         name, _, alias = uri.removeprefix("models:/").partition("@")
-        return load_from_registry(tracking_uri or "sqlite:///mlflow.db", name, alias or "champion")
-    from models.bundle import ModelBundle
-
-    return ModelBundle.load(Path(uri))
+        bundle = load_from_registry(tracking_uri or "sqlite:///mlflow.db", name, alias or "champion")
+    else:
+        bundle = ModelBundle.load(Path(uri))
+    bundle.warm_up()
+    return bundle
 
 
 def explain_rows(bundle: Any, X: pd.DataFrame, top_n: int = 3, language: str = "en") -> list[list[Any]]:

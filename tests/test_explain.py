@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 
+from models import treeshap
 from models.bundle import ModelBundle
 from models.explain import EXPLANATION_COLUMNS, mean_abs_shap
 from models.reasons import explain_rows
@@ -112,3 +114,59 @@ def test_tiny_company_explanations(tiny_explained) -> None:
     assert e["reason_family"].nunique() >= 4
     doc = json.loads((t.metrics / "shap_global.json").read_text())
     assert len(doc["mean_abs_shap"]) == len(ModelBundle.load(t.model).feature_names)
+
+
+def _booster(X: np.ndarray, y: np.ndarray, **params: object) -> lgb.Booster:
+    base = {"objective": "binary", "verbose": -1, "num_threads": 1, "min_data_in_leaf": 5, "seed": 1}
+    return lgb.train({**base, **params}, lgb.Dataset(X, y, categorical_feature=[3]), num_boost_round=40)
+
+
+def _data(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n, 5))
+    X[:, 3] = rng.integers(0, 6, n)  # a categorical code
+    X[rng.random(n) < 0.15, 0] = np.nan  # missing values (NaN branch)
+    X[rng.random(n) < 0.3, 1] = 0.0  # many zeros
+    logit = X[:, 1] - np.nan_to_num(X[:, 0]) + (X[:, 3] == 2) + 0.5 * X[:, 2] * X[:, 4]
+    return X, (logit + rng.normal(size=n) > 0).astype(float)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"num_leaves": 15, "max_depth": 6},
+        {"num_leaves": 7, "max_depth": 3, "learning_rate": 0.3},
+        {"num_leaves": 31, "max_depth": -1, "zero_as_missing": True},
+        {"num_leaves": 15, "max_depth": 6, "use_missing": False},
+    ],
+)
+def test_table_treeshap_equals_lightgbm_pred_contrib(params: dict[str, object]) -> None:
+    X, y = _data()
+    booster = _booster(X, y, **params)
+    tables = treeshap.build_tables(booster)
+    assert tables is not None
+    rows = np.vstack([X[:300], [[np.nan, 0.0, 0.0, -1.0, np.nan], [1e9, -1e9, np.nan, 99.0, 0.0]]])
+    expected = booster.predict(rows, pred_contrib=True)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows), expected, atol=1e-9)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
+
+
+def test_deep_paths_fall_back_to_lightgbm(monkeypatch: pytest.MonkeyPatch) -> None:
+    result, frame = fit_synthetic_bundle(200, 12, seed=2)
+    monkeypatch.setattr(treeshap, "MAX_PATH_FEATURES", 2)  # every real path is longer
+    assert treeshap.build_tables(result.bundle.booster) is None
+    bundle = ModelBundle(result.bundle.booster, result.bundle.calibrator, result.bundle.spec, trained_at="t")
+    rows = frame.head(20)
+    assert bundle.shap_tables is None
+    expected = bundle.booster.predict(bundle.encode(rows), pred_contrib=True)
+    np.testing.assert_allclose(bundle.contributions(rows), expected)
+
+
+def test_bundle_contributions_same_with_either_method() -> None:
+    result, frame = fit_synthetic_bundle(200, 12, seed=2)
+    bundle = result.bundle
+    rows = frame.head(300)
+    assert bundle.shap_tables is not None
+    np.testing.assert_allclose(
+        bundle.contributions(rows), bundle.contributions(rows, method="lightgbm"), atol=1e-9
+    )
