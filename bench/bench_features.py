@@ -6,9 +6,15 @@ then runs, each in a fresh subprocess so peak memory is measured per step:
   1. a plain DuckDB scan of the same events (count, distinct users/events, max time
      per account: one group-by pass), the baseline;
   2. the snapshots stage; 3. the features stage (DuckDB, streaming from Parquet).
-Prints wall time, events/s, peak RSS, and the feature build's cost in scans.
+Prints wall time, CPU time, events/s, peak RSS, and the feature build's cost in scans.
 
-    .venv/bin/python bench/bench_features.py --events 10_000_000
+`--save-reference F` keeps the feature table of this run; `--check F` asserts that this
+run's feature table equals a saved one exactly (the same data: same --events and --seed),
+so a faster implementation can be compared with the one it replaces:
+
+    .venv/bin/python bench/bench_features.py --events 10_000_000 --save-reference /tmp/ref10m.parquet
+    # ... change the feature code ...
+    .venv/bin/python bench/bench_features.py --events 10_000_000 --reuse --check /tmp/ref10m.parquet
     .venv/bin/python bench/bench_features.py --events 100_000_000 --threads 2
 """
 
@@ -201,6 +207,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/churnguard_bench/work"))
     parser.add_argument("--reuse", action="store_true", help="reuse an existing synthetic folder")
     parser.add_argument("--child", choices=["scan", "snapshots", "features"])
+    parser.add_argument("--save-reference", type=Path, help="copy this run's feature table here")
+    parser.add_argument("--check", type=Path, help="assert this run's feature table equals this file")
     args = parser.parse_args()
     if args.child:
         _child(args.child, args.folder, args.work, args.threads)
@@ -234,6 +242,20 @@ def main() -> None:
     # On a shared machine wall time depends on the neighbours; CPU time much less so.
     load = os.getloadavg()[0]
     print(f"CPU: {cpu_total:.1f} s = {cpu_total / cpu_scan:.1f} scans' CPU; load average {load:.1f}")
+    f = results["features"]
+    print(
+        f"features alone: {f['wall_s'] / scan:.1f} scans wall, {f['cpu_s'] / cpu_scan:.1f} scans CPU; "
+        f"{n / f['cpu_s'] / 1e6:.2f} M events per CPU-s"
+    )
+    built = args.work / "features.parquet"
+    if args.save_reference:
+        shutil.copyfile(built, args.save_reference)
+        print(f"reference saved to {args.save_reference}")
+    if args.check:
+        import pandas as pd
+
+        pd.testing.assert_frame_equal(pd.read_parquet(built), pd.read_parquet(args.check), check_exact=True)
+        print(f"feature table identical to {args.check}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from features.surveys import build_comment_features, build_survey_features
 from features.text import TextModel, fit_text_model, score_comments
 from features.usage import (
     build_usage_features,
-    count_event_types,
-    infer_core_events,
+    core_events_from_stats,
+    event_type_stats,
     prepare_event_aggregates,
 )
 
@@ -125,10 +125,11 @@ def fit_feature_state(
 
     `events_source` is `daily_event` (after `prepare_event_aggregates`) or `raw_event_source(...)`.
     """
+    stats = event_type_stats(engine, cutoff, events_source)  # one pass: core events and type count
     if params.core_events:
         core, source = list(params.core_events), "params"
     else:
-        core = infer_core_events(engine, cutoff, params.core_events_top_n, events_source)
+        core = core_events_from_stats(stats, params.core_events_top_n)
         source = "inferred"
     if surveys is not None and "comment" in surveys:
         before = surveys if cutoff is None else surveys[surveys["submitted_at"] < cutoff]
@@ -144,7 +145,7 @@ def fit_feature_state(
     else:
         text_model = TextModel(pipeline=None, metadata={"fitted": False, "reason": "no survey comments"})
     info = {"core_events_source": source, "fit_cutoff": None if cutoff is None else cutoff.isoformat()}
-    n_types = count_event_types(engine, cutoff, events_source)
+    n_types = int(stats["event"].notna().sum())
     return FittedState(core_events=core, text_model=text_model, n_event_types=n_types, info=info)
 
 

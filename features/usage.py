@@ -86,19 +86,13 @@ def plan_event_batches(
     return [(fs, set().union(*(by_file.get(f, set()) for f in fs))) for fs, _ in batches]
 
 
-def count_event_types(engine: Engine, before: pd.Timestamp | None, source: str = "daily_event") -> int:
-    """Number of distinct event types seen before `before` (all when None)."""
+def event_type_stats(
+    engine: Engine, before: pd.Timestamp | None, source: str = "daily_event"
+) -> pd.DataFrame:
+    """Per event type seen before `before` (all when None): accounts using it and events,
+    ranked by accounts, then events, then name (one pass over `source`)."""
     where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
-    value = engine.scalar(f"SELECT COUNT(DISTINCT event) FROM {source} {where}")
-    return int(value) if isinstance(value, int | float) else 0
-
-
-def infer_core_events(
-    engine: Engine, before: pd.Timestamp | None, top_n: int, source: str = "daily_event"
-) -> list[str]:
-    """The `top_n` events used by the most accounts (ties: most events, then name), before `before`."""
-    where = f"WHERE day < TIMESTAMP {sql_string(str(pd.Timestamp(before)))}" if before is not None else ""
-    ranked = engine.query(
+    return engine.query(
         f"""
         SELECT event, COUNT(DISTINCT account_id) AS n_accounts, SUM(n_events) AS n_events
         FROM {source} {where}
@@ -106,7 +100,23 @@ def infer_core_events(
         ORDER BY n_accounts DESC, n_events DESC, event
         """
     )
-    return [str(e) for e in ranked["event"].head(top_n)]
+
+
+def count_event_types(engine: Engine, before: pd.Timestamp | None, source: str = "daily_event") -> int:
+    """Number of distinct event types seen before `before` (all when None)."""
+    return int(event_type_stats(engine, before, source)["event"].notna().sum())
+
+
+def infer_core_events(
+    engine: Engine, before: pd.Timestamp | None, top_n: int, source: str = "daily_event"
+) -> list[str]:
+    """The `top_n` events used by the most accounts (ties: most events, then name), before `before`."""
+    return core_events_from_stats(event_type_stats(engine, before, source), top_n)
+
+
+def core_events_from_stats(stats: pd.DataFrame, top_n: int) -> list[str]:
+    """The first `top_n` events of `event_type_stats`."""
+    return [str(e) for e in stats["event"].head(top_n)]
 
 
 def _snap_days(engine: Engine, snaps: str) -> str:
@@ -137,7 +147,9 @@ def _register_buckets(engine: Engine, snap_days: str) -> tuple[int, int] | None:
 
 
 def _prepare_windowed(engine: Engine, snap_days: str) -> None:
-    """Materialise `usage_account_days`, `usage_user_buckets` and `usage_event_buckets`."""
+    """Materialise `usage_account_days`, `usage_user_buckets`, `usage_event_buckets` and
+    `usage_last_days` (the latest active day per account and bucket, plus the latest before
+    the first bucket: all that "last active day before t" needs)."""
     d = engine.dialect
     day = d.day_number("timestamp")
     engine.create_table(
@@ -145,6 +157,18 @@ def _prepare_windowed(engine: Engine, snap_days: str) -> None:
         f"SELECT account_id, {day} AS d, COUNT(*) AS n FROM usage_events GROUP BY 1, 2",
     )
     span = _register_buckets(engine, snap_days)
+    if span is None:
+        engine.create_table("usage_last_days", "SELECT account_id, d FROM usage_account_days WHERE 1 = 0")
+    else:
+        engine.create_table(
+            "usage_last_days",
+            f"""
+            SELECT x.account_id, MAX(x.d) AS d
+            FROM usage_account_days x LEFT JOIN usage_day_bucket b ON b.day = x.d
+            WHERE x.d < {span[1]}
+            GROUP BY x.account_id, COALESCE(b.bucket, {span[0] - 1})
+            """,
+        )
     for table, key in (("usage_user_buckets", "user_id"), ("usage_event_buckets", "event")):
         if span is None:
             engine.create_table(table, f"SELECT account_id, {key}, 0 AS bucket FROM usage_events WHERE 1 = 0")
@@ -242,7 +266,7 @@ def _last_activity(snap_days: str) -> str:
             SELECT account_id, c AS at_day, 0 AS is_activity, snapshot_date, a FROM {snap_days} s
             UNION ALL
             SELECT account_id, d AS at_day, 1 AS is_activity, NULL AS snapshot_date, NULL AS a
-            FROM usage_account_days
+            FROM usage_last_days
         ),
         running AS (
             SELECT account_id, snapshot_date, a, is_activity,
