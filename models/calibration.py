@@ -5,10 +5,15 @@ log-odds). The isotonic map is interpolated between the centres of its constant 
 so it is strictly increasing inside the fitted range: calibration must not turn distinct
 scores into ties, which would cost ranking quality (ROC-AUC, top-decile capture).
 Both are stored as plain numbers so a bundle can be saved as JSON.
+
+The isotonic steps are pooled until each holds at least `min_block_size(n)` validation rows,
+and the map is squeezed into [0.5/(n0+1), 1 - 0.5/(n1+1)] (n0, n1: rows of the bottom and
+top steps), so a handful of all-churned or all-retained accounts never yields 0% or 100%.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -74,12 +79,14 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrat
         return Calibrator(method="sigmoid", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
     iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
     fitted = iso.fit(p_raw, y).predict(p_raw)
-    # Block centres: mean raw score of each constant block of the step function.
     order = np.argsort(p_raw, kind="stable")
     xs, ys = p_raw[order], fitted[order]
     starts = np.r_[0, np.flatnonzero(np.diff(ys) != 0) + 1]
-    centres = np.add.reduceat(xs, starts) / np.diff(np.r_[starts, len(xs)])
-    levels = ys[starts]
+    starts = _pool_small_blocks(starts, len(xs), min_block_size(len(xs)))
+    counts = np.diff(np.r_[starts, len(xs)])
+    # Block centres (mean raw score) and levels (observed churn rate) of the pooled steps.
+    centres = np.add.reduceat(xs, starts) / counts
+    levels = np.add.reduceat(y[order], starts) / counts
     if len(centres) < 2:
         return Calibrator(method="identity")
     # Extend the first and last segments linearly to the observed range, so scores in the
@@ -88,6 +95,31 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrat
     hi = levels[-1] + (levels[-1] - levels[-2]) * (xs[-1] - centres[-1]) / (centres[-1] - centres[-2])
     x = np.r_[xs[0], centres, xs[-1]]
     yv = np.r_[min(max(lo, 0.0), levels[0]), levels, max(min(hi, 1.0), levels[-1])]
-    yv = _EPS + (1 - 2 * _EPS) * yv  # squeeze into [EPS, 1 - EPS] without flattening anything
+    # No 0% / 100%: a step of n accounts can't support a rate beyond [0.5/(n+1), 1-0.5/(n+1)]
+    # (Jeffreys-style), so the whole map is squeezed affinely into the end steps' bounds;
+    # affine keeps every distinct score distinct.
+    floor, ceiling = 0.5 / (counts[0] + 1), 1.0 - 0.5 / (counts[-1] + 1)
+    yv = floor + (ceiling - floor) * yv
     x, keep = np.unique(x, return_index=True)
     return Calibrator(method="isotonic", x=tuple(map(float, x)), y=tuple(map(float, yv[keep])))
+
+
+def min_block_size(n: int) -> int:
+    """Fewest calibration rows behind one isotonic step: 1% of the rows, at least 20."""
+    return max(20, math.ceil(0.01 * n))
+
+
+def _pool_small_blocks(starts: np.ndarray, n: int, min_size: int) -> np.ndarray:
+    """Merge consecutive isotonic blocks until each holds >= `min_size` rows (last one joins
+    its left neighbour). Pooling neighbours of a monotone step function keeps it monotone."""
+    ends = np.r_[starts[1:], n]
+    out: list[int] = []
+    begin = int(starts[0])
+    for end in ends:
+        if end - begin >= min_size:
+            out.append(begin)
+            begin = int(end)
+    if not out:  # fewer than `min_size` rows in all: one step
+        out.append(0)
+    # a short remainder at the top (begin < n) simply stays part of the last step
+    return np.asarray(out, dtype=int)
