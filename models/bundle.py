@@ -174,6 +174,30 @@ class ModelBundle:
         return self.calibrator.transform(self.predict_raw(X))
 
     @cached_property
+    def feature_reference(self) -> dict[str, float]:
+        """A typical value per numeric feature: the training median (all accounts, train months).
+
+        Read from the logistic baseline's median imputer; empty when the bundle has none.
+        Reasons compare an account's value with it when nothing better is at hand.
+        """
+        base = self.baselines.get("logistic")
+        try:
+            imputer: Any = base.pipeline.steps[0][1]  # type: ignore[union-attr]
+            stats = np.asarray(imputer.statistics_, dtype=np.float64)
+        except (AttributeError, IndexError, TypeError, ValueError):
+            return {}
+        out: dict[str, float] = {}
+        k = 0
+        for name in self.spec.names:
+            if name in self.spec.categories:
+                k += len(self.spec.categories[name])
+                continue
+            if k < len(stats) and np.isfinite(stats[k]):
+                out[name] = float(stats[k])
+            k += 1
+        return out if k == len(stats) else {}
+
+    @cached_property
     def shap_tables(self) -> treeshap.TreeTables | None:
         """Precomputed exact TreeSHAP tables (None: this model needs LightGBM's own TreeSHAP)."""
         tables = treeshap.build_tables(self.booster)

@@ -106,6 +106,12 @@ def _is_missing(v: Any) -> bool:
 
 
 def _fmt(v: Any) -> str:
+    if type(v) is float:  # the common case, from `_Columns`
+        if v != v:
+            return "?"
+        if abs(v - round(v)) < 1e-9 or abs(v) >= 100:
+            return f"{round(v):,}"
+        return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
     if _is_missing(v):
         return "?"
     if isinstance(v, str):
@@ -117,6 +123,8 @@ def _fmt(v: Any) -> str:
 
 
 def _num(v: Any) -> float | None:
+    if type(v) is float:
+        return None if v != v else v
     if _is_missing(v) or isinstance(v, str):
         return None
     try:
@@ -176,8 +184,7 @@ def _plan_columns(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 def _is_monthly(row: Mapping[str, Any]) -> bool:
     """True when the row's first informative billing column says monthly (default: annual)."""
-    keys = row.key_tuple if isinstance(row, _RowView) else tuple(str(k) for k in row)
-    for key, kind in _plan_columns(keys):
+    for key, kind in _plan_columns(_row_keys(row)):
         v = row.get(key)
         if kind == "billing" and isinstance(v, str):
             return v.strip().lower() == "monthly"
@@ -258,6 +265,20 @@ def _variant(
             return None
         fields["pct"] = _fmt(round(abs(x)))
         return _direction(x)
+    if template == "slope_per_day":
+        fields["metric"] = _term(lang, metric)
+        if x is None:
+            return None
+        total = _first(row, [f"{metric}_{w}d"])
+        avg = total / float(w) if total is not None and w else None
+        fields["amount"] = _fmt(round(abs(x), 2) if abs(x) < 10 else round(abs(x)))
+        if avg:
+            fields["avg"] = _fmt(round(avg, 1) if avg < 100 else round(avg))
+            fields["pct"] = _fmt(
+                round(abs(x) / avg * 100, 1) if abs(x) < avg / 10 else round(abs(x) / avg * 100)
+            )
+            fields["share"] = lang["templates"]["slope_per_day"]["share"].format_map(_Default(fields))
+        return "flat" if avg and abs(x) / avg < 0.001 else _direction(x, flat=0.0)
     if template == "slope_rel":
         fields["metric"] = _term(lang, metric)
         if x is None:
@@ -325,7 +346,85 @@ def _variant(
         fields["component"] = _term(lang, groups.get("component", feature))
     if template == "days_since":
         fields["what"] = _term(lang, groups.get("what", feature))
+    if template == "generic" and x is not None and not isinstance(raw, (str, bool, np.bool_)):
+        return _compare(feature, x, row, lang, fields)
     return None if _is_missing(raw) else "value"
+
+
+# Names whose values are rates or levels (compared as they are across windows); other
+# windowed values are counts, compared per day ("pace").
+_LEVEL_TOKENS = frozenset(
+    {"share", "mean", "median", "ratio", "rate", "pct", "avg", "hours", "utilisation", "utilization"}
+    | {"users", "distinct", "used", "weeks", "streak", "adoption", "sentiment", "csat", "nps", "score"}
+)
+_FLAT_BAND = 0.1  # within +-10% of the reference reads as "about the same"
+
+
+@lru_cache(maxsize=8192)
+def _companions(feature: str, keys: tuple[str, ...]) -> tuple[str, str, str, bool]:
+    """(metric base, companion column, kind, is_level) for a windowed feature.
+
+    kind: `prev` (same window, the period before), `window` (the next longer window of the
+    same metric) or '' when the row has no companion.
+    """
+    m = re.search(r"_(\d+)d(?=_|$)", feature)
+    if not m or "_prev_" in feature or feature.endswith("_ago"):
+        return feature, "", "", False
+    w = int(m.group(1))
+    head, tail = feature[: m.start()], feature[m.end() :]
+    base = head + tail
+    is_level = any(t in _LEVEL_TOKENS for t in base.split("_"))
+    names = set(keys)
+    prev = f"{head}_prev_{w}d{tail}"
+    if prev in names:
+        return base, prev, "prev", is_level
+    longer = []
+    for name in names:
+        mm = re.fullmatch(re.escape(head) + r"_(\d+)d" + re.escape(tail), name)
+        if mm and int(mm.group(1)) > w:
+            longer.append((int(mm.group(1)), name))
+    if longer:
+        return base, min(longer)[1], "window", is_level
+    return base, "", "", is_level
+
+
+def _row_keys(row: Mapping[str, Any]) -> tuple[str, ...]:
+    return row.key_tuple if isinstance(row, _RowView) else tuple(str(k) for k in row)
+
+
+def _compare(
+    feature: str, x: float, row: Mapping[str, Any], lang: dict[str, Any], fields: dict[str, Any]
+) -> str:
+    """Fill `cmp`: the value against the period before, a longer window or the typical account."""
+    base, other, kind, is_level = _companions(feature, _row_keys(row))
+    ref = _num(row.get(other)) if other else None
+    ref_window = ""
+    if ref is not None and kind == "window":
+        ref_window = re.findall(r"_(\d+)d(?=_|$)", other)[0]
+        if not is_level and fields["window"]:  # a count: the longer window's pace per our window
+            ref = ref * float(fields["window"]) / float(ref_window)
+            kind = "pace"
+        else:
+            kind = "rate"
+    elif ref is None:
+        typical = _num(fields.pop("__reference", None))
+        if typical is None:
+            return "value"
+        ref, kind = typical, "typical"
+    else:
+        fields.pop("__reference", None)
+    if ref == 0:
+        direction = "flat" if x == 0 else "up"
+    else:
+        rel = x / ref
+        direction = "down" if rel < 1 - _FLAT_BAND else "up" if rel > 1 + _FLAT_BAND else "flat"
+    fields["metric"] = _term(lang, base) if kind != "typical" else fields["label"]
+    has_window = fields["window"] and kind != "typical"
+    fields["when"] = lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
+    fields["ref"] = _fmt(round(ref, 1) if abs(ref) < 100 else round(ref))
+    fields["ref_window"] = ref_window
+    fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(_Default(fields))
+    return "compared"
 
 
 @lru_cache(maxsize=8192)
@@ -344,14 +443,23 @@ def _static_fields(
     return family, template, fixed[0][1], groups, fixed
 
 
-def render_reason(feature: str, row: Mapping[str, Any], language: str = "en") -> tuple[str, str]:
-    """(family, sentence) describing `feature` for one account row (all its feature values)."""
+def render_reason(
+    feature: str, row: Mapping[str, Any], language: str = "en", reference: Mapping[str, float] | None = None
+) -> tuple[str, str]:
+    """(family, sentence) describing `feature` for one account row (all its feature values).
+
+    `reference`: a typical value per feature (e.g. the training median), used when the row
+    has no earlier period or longer window of the same metric to compare with.
+    """
     lang = _language(language)
     family, template, _, groups, fixed = _static_fields(feature, language)
     raw = row.get(feature)
     x = _num(raw)
     fields: dict[str, Any] = dict(fixed)
-    fields.update(value=_fmt(raw), n=_fmt(raw), s="" if x == 1 else "s")
+    shown = _fmt(raw)
+    fields.update(value=shown, n=shown, s="" if x == 1 else "s")
+    if reference is not None:
+        fields["__reference"] = reference.get(feature)
     variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
     family = fields.pop("__family", family)
     texts = lang["templates"]
@@ -374,12 +482,35 @@ def _candidates(top: np.ndarray, values: np.ndarray, positive: int) -> Iterator[
         yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
 
 
+def _family_of(feature: str, row: Mapping[str, Any], language: str) -> str:
+    """The reason family without rendering the sentence (renewals depend on the plan)."""
+    family, template, _, _, _ = _static_fields(feature, language)
+    if template in ("days_to_renewal", "billing"):
+        return render_reason(feature, row, language)[0]
+    return family
+
+
+class _Columns(dict[str, list[Any]]):
+    """A frame's columns as Python lists, converted on first use (most are never read)."""
+
+    def __init__(self, X: pd.DataFrame) -> None:
+        super().__init__()
+        self.frame = X
+        self.names = {str(c): c for c in X.columns}
+
+    def __missing__(self, key: str) -> list[Any]:
+        values = self.frame[self.names[key]].to_numpy()
+        col: list[Any] = values.tolist() if values.dtype != object else list(values)
+        self[key] = col
+        return col
+
+
 class _RowView(Mapping[str, Any]):
     """One row of a frame read column-wise: no per-row dict of all features is built."""
 
     __slots__ = ("_cols", "_i", "key_tuple")
 
-    def __init__(self, cols: dict[str, np.ndarray], i: int, key_tuple: tuple[str, ...]) -> None:
+    def __init__(self, cols: _Columns, i: int, key_tuple: tuple[str, ...]) -> None:
         self._cols = cols
         self._i = i
         self.key_tuple = key_tuple
@@ -388,17 +519,18 @@ class _RowView(Mapping[str, Any]):
         return self._cols[key][self._i]
 
     def get(self, key: str, default: Any = None) -> Any:
-        col = self._cols.get(key)
-        return default if col is None else col[self._i]
+        if key not in self._cols.names:
+            return default
+        return self._cols[key][self._i]
 
     def __iter__(self) -> Any:
-        return iter(self._cols)
+        return iter(self.key_tuple)
 
     def __len__(self) -> int:
-        return len(self._cols)
+        return len(self.key_tuple)
 
     def keys(self) -> Any:
-        return self._cols.keys()
+        return self._cols.names.keys()
 
 
 def reasons_from_contributions(
@@ -407,8 +539,11 @@ def reasons_from_contributions(
     contributions: np.ndarray,
     top_n: int = 3,
     language: str = "en",
+    reference: Mapping[str, float] | None = None,
 ) -> list[list[Reason]]:
     """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first.
+
+    `reference`: typical value per feature (see `render_reason`).
 
     One reason per family: when a feature's family is already among the row's reasons, the
     next largest contributor of another family takes its place (so the top 3 name three
@@ -419,8 +554,8 @@ def reasons_from_contributions(
     names = list(feature_names)
     n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
-    cols = {str(c): X[c].to_numpy() for c in X.columns}
-    key_tuple = tuple(cols)
+    cols = _Columns(X)
+    key_tuple = tuple(cols.names)
     positive = (contrib > 0).sum(axis=1)
     # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
     k = min(n_feat, 4 * top_n)
@@ -439,9 +574,9 @@ def reasons_from_contributions(
         row = _RowView(cols, i, key_tuple)
         for j in _candidates(order[i], contrib[i], int(positive[i])):
             feature = names[j]
-            family, text = render_reason(feature, row, language)
-            if family in seen:
+            if _family_of(feature, row, language) in seen:
                 continue
+            family, text = render_reason(feature, row, language, reference)
             seen.add(family)
             if family not in books:
                 books[family] = playbook_for(family)
@@ -468,4 +603,7 @@ def explain_rows(
 ) -> list[list[Reason]]:
     """Top reasons (risk-raising SHAP contributors) for each row of `X`, in `language`."""
     contrib = bundle.contributions(X)
-    return reasons_from_contributions(X, bundle.feature_names, contrib, top_n=top_n, language=language)
+    reference = getattr(bundle, "feature_reference", None)
+    return reasons_from_contributions(
+        X, bundle.feature_names, contrib, top_n=top_n, language=language, reference=reference
+    )
