@@ -26,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -190,35 +191,81 @@ def run_python(url: str, connections: int, duration: float, headers: dict[str, s
     return json.loads(out)
 
 
-def batch_latency(base: str, rows: list[dict], repeats: int) -> dict[str, float]:
-    """POST /v1/score with 1,000 rows and reasons, end to end over HTTP."""
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_latency(base: str, rows: list[dict], repeats: int, pid: int | None = None) -> dict[str, float]:
+    """POST /v1/score with 1,000 rows and reasons, end to end over HTTP (+ server CPU per call)."""
     times = []
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=60) as client:
         client.post("/v1/score", json={"rows": rows[:10]}).raise_for_status()  # warm up
+        client.post("/v1/score", json={"rows": rows, "reasons": True}).raise_for_status()
+        cpu0 = _cpu_seconds(pid) if pid else 0.0
         for _ in range(repeats):
             t = time.perf_counter()
             r = client.post("/v1/score", json={"rows": rows, "reasons": True})
             times.append(time.perf_counter() - t)
             r.raise_for_status()
             assert len(r.json()["rows"]) == len(rows)
+        cpu = (_cpu_seconds(pid) - cpu0) / repeats if pid else float("nan")
     times.sort()
-    return {"p50_ms": statistics.median(times) * 1000, "max_ms": times[-1] * 1000, "n": len(times)}
+    return {
+        "p50_ms": statistics.median(times) * 1000,
+        "min_ms": times[0] * 1000,
+        "max_ms": times[-1] * 1000,
+        "server_cpu_ms": cpu * 1000,
+        "n": len(times),
+    }
 
 
-def batch_in_process(model: Path, rows: list[dict], repeats: int) -> dict[str, float]:
-    """The same batch without HTTP: predict_proba + explain_rows on a DataFrame."""
+def _timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """(median wall ms, median process CPU ms, all threads) of `fn`."""
+    walls, cpus = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
+
+
+def batch_in_process(model: Path, rows: list[dict], repeats: int) -> dict[str, tuple[float, float]]:
+    """The same batch without HTTP, step by step: (wall ms, CPU ms) per step, medians."""
     from models.bundle import ModelBundle
-    from models.reasons import explain_rows
+    from models.reasons import explain_rows, reasons_from_contributions
 
     bundle = ModelBundle.load(model)
+    bundle.warm_up()
     X = pd.DataFrame([r["features"] for r in rows])[bundle.feature_names]
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        bundle.predict_proba(X)
-        explain_rows(bundle, X, top_n=3)
-        times.append(time.perf_counter() - t)
-    return {"p50_ms": statistics.median(times) * 1000, "n": repeats}
+    C = bundle.contributions(X)
+    ref = bundle.feature_reference
+    names = bundle.feature_names
+    return {
+        "predict_proba (encode + predict + calibrate)": _timed(lambda: bundle.predict_proba(X), repeats),
+        "SHAP, LightGBM pred_contrib (baseline)": _timed(
+            lambda: bundle.contributions(X, method="lightgbm"), repeats
+        ),
+        "SHAP, table kernel, 1 thread": _timed(lambda: bundle.contributions(X, threads=1), repeats),
+        "SHAP, table kernel, default threads": _timed(lambda: bundle.contributions(X), repeats),
+        "reasons (top 3, en) from contributions": _timed(
+            lambda: reasons_from_contributions(X, names, C, top_n=3, reference=ref), repeats
+        ),
+        "predict_proba + explain_rows (total)": _timed(
+            lambda: (bundle.predict_proba(X), explain_rows(bundle, X, top_n=3)), repeats
+        ),
+    }
+
+
+def print_batch(batch: dict[str, float], inproc: dict[str, tuple[float, float]]) -> None:
+    print(f"POST /v1/score, 1,000 rows with reasons, over HTTP: p50 {batch['p50_ms']:.0f} ms, "
+          f"min {batch['min_ms']:.0f} ms, max {batch['max_ms']:.0f} ms; server CPU "
+          f"{batch['server_cpu_ms']:.0f} ms per call ({batch['n']} runs; target < 100 ms)")  # fmt: skip
+    print("  same batch in process, median of runs (wall / CPU of all threads):")
+    for name, (wall, cpu) in inproc.items():
+        print(f"    {name:48s} {wall:7.1f} ms / {cpu:7.1f} ms")
 
 
 def main() -> None:
@@ -235,6 +282,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--rounds", type=int, default=3, help="Interleaved rounds per endpoint.")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
+    parser.add_argument(
+        "--batch-only", action="store_true", help="Only the 1,000-row batch score (no load runs, no soak)."
+    )
     args = parser.parse_args()
     duration, soak = min(args.duration, 60.0), min(args.soak, 60.0)
 
@@ -305,18 +355,20 @@ def main() -> None:
                     auth,
                 ),
             }
-            for c in args.connections:
+            if args.batch_only:
+                endpoints, soak = {}, 0.0
+            for c in args.connections if endpoints else []:
                 for _ in range(args.rounds):
                     for name, (url, hdrs) in endpoints.items():
                         runs.setdefault(name, {}).setdefault(c, []).append(load(url, c, duration, hdrs))
-            batch = batch_latency(base, rows, repeats=10)
+            batch = batch_latency(base, rows, repeats=10, pid=app.pid)
             soak_result = (
                 load(f"{base}/v1/accounts/{account}", max(args.connections), soak, auth) if soak else None
             )
         finally:
             stop(app)
             stop(bare)
-        inproc = batch_in_process(model, rows, repeats=5)
+        inproc = batch_in_process(model, rows, repeats=7)
         for name, by_c in runs.items():
             for c, rs in by_c.items():
                 results.setdefault(name, {})[c] = {
@@ -332,7 +384,7 @@ def main() -> None:
                 line = f"{r['rps']:>9.0f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['errors']:>7}"
                 print(f"{name:32} {c:>5} {line}")
         print()
-        for c in args.connections:
+        for c in args.connections if runs else []:
             acct = runs["/v1/accounts/{id}"][c]
             vs_bare = statistics.median(
                 a["rps"] / b["rps"] for a, b in zip(acct, runs["bare FastAPI constant"][c], strict=True)
@@ -344,9 +396,7 @@ def main() -> None:
             print(f"{c} conns: account lookup / bare FastAPI = {vs_bare:.0%} (target >= 80%); "
                   f"account lookup / our app's constant /healthz = {vs_own:.0%} "
                   f"(median of {args.rounds} paired rounds)")  # fmt: skip
-        print(f"POST /v1/score, 1,000 rows with reasons, over HTTP: p50 {batch['p50_ms']:.0f} ms, "
-              f"max {batch['max_ms']:.0f} ms ({batch['n']} runs; target < 100 ms)")  # fmt: skip
-        print(f"  same batch in process (predict_proba + explain_rows): p50 {inproc['p50_ms']:.0f} ms")
+        print_batch(batch, inproc)
         if soak_result:
             print(f"soak: /v1/accounts/{{id}} {soak:.0f} s at {max(args.connections)} conns: "
                   f"{soak_result['requests']} requests, {soak_result['errors']} errors, "

@@ -140,3 +140,101 @@ def test_families_follow_the_accounts_plan_and_tone() -> None:
         "the last survey comment sounds negative (tone 3 of 10)",
     )
     assert render_reason("account_age_days", {"account_age_days": 1770.0}, "en")[0] == "value_review"
+
+
+USAGE = {
+    "events_slope_90d_per_day": -0.5,
+    "events_90d": 900.0,
+    "events_per_active_user_30d": 3.0,
+    "events_per_active_user_90d": 18.0,
+    "tickets_90d": 12.0,
+    "tickets_prev_90d": 4.0,
+    "active_users_7d": 9.0,
+    "active_users_30d": 10.0,
+    "mrr": 120.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("feature", "text"),
+    [
+        (
+            "events_slope_90d_per_day",
+            "product events falling by 0.50 a day over the last 90 days (5% of the 10 a day average)",
+        ),
+        (  # a count: the longer window's pace per 30 days is 18 * 30 / 90 = 6
+            "events_per_active_user_30d",
+            "product events per active user: 3 in the last 30 days, "
+            "down from a pace of 6 per 30 days over the last 90 days",
+        ),
+        ("tickets_90d", "support tickets: 12 in the last 90 days, up from 4 in the 90 days before"),
+        (  # distinct users are a level, compared as they are
+            "active_users_7d",
+            "active users: 9 in the last 7 days, in line with the last 30 days (10)",
+        ),
+    ],
+)
+def test_values_come_with_a_direction_and_a_comparison(feature: str, text: str) -> None:
+    assert render_reason(feature, USAGE, "en")[1] == text
+
+
+def test_typical_account_is_the_fallback_reference() -> None:
+    assert render_reason("mrr", USAGE, "en", {"mrr": 300.0})[1] == "MRR: 120, below the typical account (300)"
+    assert render_reason("mrr", USAGE, "en")[1] == "MRR: 120"  # no reference: no claim
+    assert (
+        render_reason("mrr", USAGE, "ja", {"mrr": 300.0})[1]
+        == "MRR: 120（一般的なアカウント（300）より低い）"
+    )
+
+
+def test_japanese_comparisons_and_slopes_are_in_step() -> None:
+    assert render_reason("tickets_90d", USAGE, "ja")[1] == (
+        "サポート問い合わせ: 過去90日間で12（その前の90日間の4から増加）"
+    )
+    assert render_reason("events_slope_90d_per_day", USAGE, "ja")[1] == (
+        "過去90日間で利用イベント数が1日あたり0.50ずつ減少（1日平均10の5%）"
+    )
+    en = yaml.safe_load((HERE / "templates" / "en.yaml").read_text(encoding="utf-8"))
+    ja = yaml.safe_load((HERE / "templates" / "ja.yaml").read_text(encoding="utf-8"))
+    assert set(en["phrases"]) == set(ja["phrases"])
+    for name, block in en["templates"].items():
+        assert set(block) == set(ja["templates"][name]), name
+
+
+def test_top_reasons_take_one_feature_per_family() -> None:
+    row = {**USAGE, "nps_last": 3.0, "bugs_high_open": 2.0}
+    names = ["events_per_active_user_30d", "tickets_90d", "active_users_7d", "nps_last", "bugs_high_open"]
+    # usage_decline twice at the top: the second one gives way to the next family
+    contrib = np.array([[0.9, 0.1, 0.8, 0.5, 0.4, 0.0]])
+    out = reasons_from_contributions(pd.DataFrame([row]), names, contrib, top_n=3)[0]
+    assert [r.feature for r in out] == ["events_per_active_user_30d", "nps_last", "bugs_high_open"]
+    assert len({r.family for r in out}) == 3
+    # fewer families than top_n: fewer reasons, never a repeat
+    only_usage = np.array([[0.9, -0.1, 0.8, -0.5, -0.4, 0.0]])
+    out = reasons_from_contributions(pd.DataFrame([row]), names, only_usage, top_n=3)[0]
+    assert [r.feature for r in out] == ["events_per_active_user_30d"]
+
+
+def test_renewal_family_follows_the_plan_in_batches() -> None:
+    frame = pd.DataFrame({"days_to_renewal": [30.0, 30.0, 30.0], "billing_annual": [1.0, 0.0, np.nan]})
+    contrib = np.array([[1.0, 0.0, 0.0]] * 3)
+    out = reasons_from_contributions(frame, ["days_to_renewal", "billing_annual"], contrib, top_n=3)
+    assert [rs[0].family for rs in out] == ["renewal_annual", "renewal_monthly", "renewal_annual"]
+    assert [rs[0].playbook_id.split("@")[0] for rs in out] == [
+        "renewal-value-review",
+        "annual-plan-offer",
+        "renewal-value-review",
+    ]
+    assert out[1][0].text == "renewal in 30 days on a monthly plan"
+    # a text billing column decides too
+    text_plan = pd.DataFrame({"days_to_renewal": [30.0, 30.0], "billing_period": ["monthly", "annual"]})
+    out = reasons_from_contributions(text_plan, ["days_to_renewal"], np.array([[1.0, 0.0]] * 2))
+    assert [rs[0].family for rs in out] == ["renewal_monthly", "renewal_annual"]
+
+
+def test_many_positive_contributors_beyond_the_precomputed_candidates() -> None:
+    names = [f"usage_metric_{i}_30d" for i in range(20)] + ["nps_last"]
+    row = {n: 1.0 for n in names}
+    contrib = np.r_[np.linspace(2, 1, 20), 0.5, 0.0][None, :]  # 20 usage features first
+    out = reasons_from_contributions(pd.DataFrame([row]), names, contrib, top_n=3)[0]
+    assert [r.feature for r in out] == ["usage_metric_0_30d", "nps_last"]

@@ -32,7 +32,33 @@ def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> 
 
 
 def _frame(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
-    """Rows in the model's feature order (NaN/None = missing); unknown names and wrong kinds rejected."""
+    """Rows in the model's feature order (NaN/None = missing); unknown names and wrong kinds rejected.
+
+    Column by column (C-level list and array builds); any doubt about a value sends the whole
+    batch through the row-by-row check, which names each offending field.
+    """
+    feats = [row.features for row in body.rows]
+    known = model.feature_index.keys()
+    if any(not (f.keys() <= known) for f in feats):
+        return _frame_checked(model, body)
+    columns: dict[str, Any] = {}
+    for name in model.feature_names:
+        col = [f.get(name) for f in feats]
+        kinds = set(map(type, col))
+        allowed = model.categories.get(name)
+        if allowed is not None:
+            if not kinds <= {str, type(None)} or not {v for v in col if v is not None} <= allowed:
+                return _frame_checked(model, body)
+            columns[name] = pd.Series(col, dtype=object)
+        elif not kinds <= {float, int, type(None)}:
+            return _frame_checked(model, body)
+        else:
+            columns[name] = np.array(col, dtype=float)
+    return pd.DataFrame(columns), []
+
+
+def _frame_checked(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
+    """`_frame` row by row, collecting up to 20 field errors in row order."""
     n = len(body.rows)
     X = np.full((n, len(model.feature_names)), np.nan)
     cats: dict[str, list[str | None]] = {name: [None] * n for name in model.categories}
