@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import importlib.util
 import logging
@@ -168,6 +169,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.tiers = _load_tiers(settings).tiers
         await anyio.to_thread.run_sync(lambda: state.reload(force=True))
+        # The loaded model and scores live for the process: keep them out of the cyclic GC's
+        # full scans, which otherwise run during large batch requests.
+        gc.collect()
+        gc.freeze()
         ready, reason = state.readiness()
         log.info("ready: %s%s", ready, f" ({reason})" if reason else "")
         poller = (

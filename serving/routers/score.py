@@ -93,8 +93,9 @@ def _frame_checked(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFram
 
 
 def _reason(r: Any) -> Reason:
+    # Built from our own typed `models.reasons.Reason`: construct without re-validating.
     value = r.value if r.value is not None and math.isfinite(float(r.value)) else None
-    return Reason(
+    return Reason.model_construct(
         text=r.text, family=r.family, action=r.action, playbook_id=r.playbook_id,
         feature=r.feature, value=value, shap=float(r.shap),
     )  # fmt: skip
