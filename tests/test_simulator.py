@@ -350,3 +350,30 @@ def test_clean_company_passes_validation_untouched(tiny_validated) -> None:  # t
     for name in TABLES:
         assert tables[name]["rows_quarantined"] == 0, (name, tables[name]["reasons"])
         assert tables[name]["repairs"] == {}, (name, tables[name]["repairs"])
+
+
+def test_usage_driver_is_the_usage_in_the_event_log(company: tuple[Path, Path]) -> None:
+    """The decision's usage terms are computed from the events the customer really had.
+
+    `usage_experienced` at a month start must equal log((events of the month before + 0.5)
+    / (reach + 0.5)) counted from the written event log, so the driver leaves an exact trace.
+    """
+    raw, truth = company
+    lat = pd.read_parquet(truth / "latent_monthly.parquet")
+    events = pd.concat(
+        pd.read_parquet(p, columns=["account_id", "timestamp"])
+        for p in sorted((raw / "usage_events").glob("*.parquet"))
+    )
+    month = events["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).dt.to_period("M").dt.to_timestamp()
+    counts = events.groupby([events["account_id"], month]).size()
+    prev = lat["month_start"] - pd.DateOffset(months=1)
+    lat = lat[prev >= month.min()]
+    prev = (lat["month_start"] - pd.DateOffset(months=1)).dt.to_period("M").dt.to_timestamp()
+    keys = pd.MultiIndex.from_arrays([lat["account_id"], prev])
+    n = counts.reindex(keys).fillna(0).to_numpy(float)
+    expected = np.log((n + 0.5) / (lat["usage_reach"].to_numpy(float) + 0.5))
+    assert len(lat) > 1000
+    np.testing.assert_allclose(lat["usage_experienced"].to_numpy(float), expected, rtol=0, atol=1e-9)
+    # and a falling experienced usage is what the decline driver sees
+    fell = (lat["usage_experienced_avg"] - lat["usage_experienced"]) > 0.3
+    assert 0.02 < fell.mean() < 0.5

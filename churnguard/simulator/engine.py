@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from churnguard.simulator.accounts import Accounts, accounts_frame, draw_accounts, term_end
 from churnguard.simulator.config import (
+    BEHAVIOUR,
     COUNTRIES,
     LANGUAGE_BY_COUNTRY,
     SEGMENTS,
@@ -25,11 +26,12 @@ from churnguard.simulator.config import (
     SimulateParams,
     month_starts,
 )
-from churnguard.simulator.events import month_events
+from churnguard.simulator.events import month_events, month_reach
 from churnguard.simulator.latent import (
     State,
     champion_recent,
     churn_probability,
+    experienced_usage,
     initial_state,
     main_driver,
     step,
@@ -96,6 +98,7 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
         return int(ms[g - g0])
 
     account_ids_pa = pa.array(acc.account_id.astype(str), type=pa.string())
+    id_index = pd.Index(acc.account_id.astype(str))
     language = np.array([LANGUAGE_BY_COUNTRY.get(COUNTRIES[c][0], "en") for c in acc.country], dtype=object)
     seats = acc.seats0.astype(np.int64).copy()
     price = acc.price_per_seat()
@@ -201,14 +204,22 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
             np.where(not_born, tr.bugs_resolved, 0.0),
             t1,
         )
+        account_end = np.where(alive, hi, t0)
+        reach = month_reach(pool, t0, t1, account_end, p.events_per_user_day)
+        if g < 0:
+            state = replace(state, reach=reach)
         if g >= 0:
-            account_end = np.where(alive, hi, t0)
             table = month_events(
                 _rng(p.seed, g, "events"), pool, t0, t1, account_end, state.e, acc.tz_hours,
                 p.events_per_user_day, account_ids_pa,
             )  # fmt: skip
             n_events += table.num_rows
             sink(g, table)
+            # the churn decision sees the usage the customer actually had this month
+            codes = id_index.get_indexer(table.column("account_id").to_numpy(zero_copy_only=False))
+            x = experienced_usage(np.bincount(codes, minlength=n).astype(np.float64), reach)
+            w = BEHAVIOUR.avg_weight
+            state = replace(state, x=x, x_avg=state.x_avg - w * (state.x - x), reach=reach)
             e_sum += np.where(alive, state.e, 0.0)
             e_cnt += alive
             month_of_year = int(str(np.datetime64(start, "M") + g)[5:7])
@@ -224,6 +235,9 @@ def simulate_company(p: SimulateParams, sink: EventSink) -> Company:
                         "month_start": t0,
                         "engagement": decided_on.e[live],
                         "engagement_avg": decided_on.e_avg[live],
+                        "usage_experienced": decided_on.x[live],
+                        "usage_experienced_avg": decided_on.x_avg[live],
+                        "usage_reach": decided_on.reach[live],
                         "disengaging": decided_on.z[live] > 0.5,
                         "champion_recently_lost": champion_recent(decided_on)[live] > 0.5,
                         "open_high_bugs": decided_on.bugs[live].astype(np.int64),

@@ -102,6 +102,24 @@ def month_events(
     )
 
 
+def month_reach(
+    pool: UserPool, t0: int, t1: int, account_end: np.ndarray, events_per_user_day: float
+) -> np.ndarray:
+    """Expected events per account in [t0, t1) at engagement 0 (its team's size and days)."""
+    acc = pool.account
+    lo = np.maximum(pool.created, t0)
+    hi = np.minimum(np.minimum(pool.deactivated, t1), account_end[acc])
+    users = np.flatnonzero(hi > lo)
+    n_days = int((t1 - t0) // US_PER_DAY)
+    grid = np.arange(n_days + 1, dtype=np.float64)
+    cum = np.concatenate([[0.0], np.cumsum(day_weights(t0 + np.arange(n_days) * US_PER_DAY))])
+    span = np.interp((hi[users] - t0) / US_PER_DAY, grid, cum) - np.interp(
+        (lo[users] - t0) / US_PER_DAY, grid, cum
+    )
+    weight = events_per_user_day * pool.activity[users] * span
+    return np.bincount(acc[users], weights=weight, minlength=len(account_end))
+
+
 def _unique_sorted(ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Make every timestamp in the month unique (a rare 1 µs nudge) and return the time order."""
     ts = ts.copy()

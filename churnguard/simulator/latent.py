@@ -57,6 +57,9 @@ class State:
     since_loss: np.ndarray  # months since the champion last left (99 = never)
     bugs: np.ndarray  # open high-severity bugs
     age: np.ndarray  # months since the account started
+    x: np.ndarray  # experienced usage of the last month: log((events + 0.5) / (reach + 0.5))
+    x_avg: np.ndarray  # moving average of x (what "usual" usage felt like)
+    reach: np.ndarray  # expected events of the last month at engagement 0 (team size x days)
 
     def take(self, idx: np.ndarray) -> State:
         return State(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
@@ -101,6 +104,9 @@ def initial_state(static: Static, rng: np.random.Generator, age: np.ndarray) -> 
         since_loss=np.full(n, 99.0),
         bugs=np.zeros(n),
         age=age.astype(np.float64),
+        x=e.copy(),
+        x_avg=e.copy(),
+        reach=np.zeros(n),
     )
 
 
@@ -145,16 +151,27 @@ def step(
     new = rng.poisson(b.bug_rate * static.bugginess * np.exp(0.4 * e)).astype(np.float64)
     bugs = state.bugs - resolved + new
     e_avg = (1.0 - b.avg_weight) * state.e_avg + b.avg_weight * e
-    nxt = State(e=e, e_avg=e_avg, z=z, champ=champ, since_loss=since_loss, bugs=bugs, age=age)
+    # the month's usage as the customer lives it: events drawn at the new engagement
+    x = experienced_usage(rng.poisson(state.reach * np.exp(e)).astype(np.float64), state.reach)
+    x_avg = (1.0 - b.avg_weight) * state.x_avg + b.avg_weight * x
+    nxt = State(
+        e=e, e_avg=e_avg, z=z, champ=champ, since_loss=since_loss, bugs=bugs, age=age,
+        x=x, x_avg=x_avg, reach=state.reach,
+    )  # fmt: skip
     return nxt, Transition(champ_left=leave, champ_hired=hire, bugs_new=new, bugs_resolved=resolved)
+
+
+def experienced_usage(events: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """Log ratio of a month's events to what the team would do at engagement 0."""
+    return np.log((events + 0.5) / (reach + 0.5))
 
 
 def churn_terms(state: State, static: Static, b: Behaviour = BEHAVIOUR) -> dict[str, np.ndarray]:
     """Each driver's contribution to the churn-decision logit (positive = more risk)."""
     young = (state.age < b.onboarding_months).astype(np.float64)
     return {
-        "low_engagement": -b.w_engagement * state.e,
-        "declining_usage": b.w_decline * np.maximum(state.e_avg - state.e, 0.0),
+        "low_engagement": -b.w_engagement * state.x_avg,
+        "declining_usage": b.w_decline * np.maximum(state.x_avg - state.x, 0.0),
         "disengagement": b.w_z * state.z,
         "champion_left": b.w_champion * champion_recent(state, b),
         "unresolved_bugs": b.w_bugs * np.minimum(state.bugs, 4.0),

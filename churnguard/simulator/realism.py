@@ -77,8 +77,10 @@ def driver_effects(truth: Path) -> dict[str, dict[str, float]]:
     churned = pd.MultiIndex.from_arrays([lat["account_id"], lat["month_start"]]).isin(keys)
     acc = pd.read_parquet(truth / "accounts_truth.parquet").set_index("account_id")
     flags = {
-        "engagement_bottom_quartile": lat["engagement"] < lat["engagement"].quantile(0.25),
-        "engagement_falling": (lat["engagement_avg"] - lat["engagement"]) > 0.3,
+        # the decision sees experienced usage (the month's events relative to the team's reach)
+        "engagement_bottom_quartile": lat["usage_experienced_avg"]
+        < lat["usage_experienced_avg"].quantile(0.25),
+        "engagement_falling": (lat["usage_experienced_avg"] - lat["usage_experienced"]) > 0.3,
         "disengaging": lat["disengaging"],
         "champion_recently_lost": lat["champion_recently_lost"],
         "open_high_bugs": lat["open_high_bugs"] > 0,
