@@ -6,11 +6,18 @@ the `valid_months` months before them, train = the rest. With a monthly calendar
 is exactly "the last N labelled snapshot dates"; with weekly or daily calendars the
 months still mean calendar months.
 
+Label windows overlap across the split: a row at t is labelled by churn in
+[t + lead_days, t + lead_days + horizon_days), so the last training months see churn
+events that also label validation (and test) rows. `purge_overlapping` drops those rows
+from fitting (purging, as for any overlapping-label time series split).
+
 The features stage uses `train_cutoff` (the first validation snapshot date) to fit its
 only learnt part (the text sentiment model) on data submitted before that date.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -69,3 +76,58 @@ def train_cutoff(dates: pd.Series, test_months: int, valid_months: int) -> pd.Ti
     """
     split = split_by_snapshot(dates, test_months, valid_months)
     return pd.Timestamp(pd.to_datetime(dates[split != TRAIN]).min())
+
+
+@dataclass(frozen=True)
+class PurgedRows:
+    """Rows usable for fitting once label windows that reach a later part are purged.
+
+    `train`: training rows whose label window ends on or before the first validation
+    date (for the booster fitted with early stopping on validation). `refit`: training
+    and validation rows whose window ends on or before the first test date (for the refit
+    on train + valid and the baselines fitted next to it). Both are boolean Series
+    aligned with the input; validation and test rows are never purged from their own part.
+    """
+
+    train: pd.Series
+    refit: pd.Series
+    purged_train: int
+    purged_refit: int
+
+
+def label_window_end(dates: pd.Series, horizon_days: int, lead_days: int) -> pd.Series:
+    """The exclusive end of each row's label window: t + lead_days + horizon_days."""
+    return pd.to_datetime(dates) + pd.Timedelta(days=lead_days + horizon_days)
+
+
+def purge_overlapping(dates: pd.Series, parts: pd.Series, horizon_days: int, lead_days: int) -> PurgedRows:
+    """Drop fitting rows whose label window [t + lead, t + lead + horizon) reaches a later part.
+
+    A churn event inside the window of a late training row can be the same event that
+    labels an early validation (or test) row of the same account; fitting on that row
+    would leak the later part's label. Rows are kept when their window ends on or before
+    the first date of the part after them (window end is exclusive, so a window ending
+    exactly on the first validation date is kept). `parts` holds 'train'/'valid'/'test'
+    or NA (unlabelled rows, never fitted). Pure: inputs are not modified.
+    """
+    if horizon_days < 1 or lead_days < 0:
+        raise InputError(
+            f"snapshots: horizon_days must be >= 1 and lead_days >= 0 (got {horizon_days}, {lead_days})"
+        )
+    d = pd.to_datetime(dates)
+    end = label_window_end(d, horizon_days, lead_days)
+    is_train = (parts == TRAIN).fillna(False).astype(bool)
+    is_valid = (parts == VALID).fillna(False).astype(bool)
+    is_test = (parts == TEST).fillna(False).astype(bool)
+    later_than_train = d[is_valid | is_test]
+    first_valid = later_than_train.min() if len(later_than_train) else pd.NaT
+    first_test = d[is_test].min() if is_test.any() else pd.NaT
+    train = is_train & (end <= first_valid) if pd.notna(first_valid) else is_train
+    fit = is_train | is_valid
+    refit = fit & (end <= first_test) if pd.notna(first_test) else fit
+    return PurgedRows(
+        train=train.astype(bool),
+        refit=refit.astype(bool),
+        purged_train=int(is_train.sum() - train.sum()),
+        purged_refit=int(fit.sum() - refit.sum()),
+    )

@@ -3,7 +3,8 @@
 Everything here is pure: frames in, a `TrainResult` out. The split is by snapshot date
 (`models.split`): the booster learns on the train months, early-stops, picks its
 hyper-parameters and is calibrated on the validation months, and the test months are
-only ever scored. Determinism: fixed seeds, `deterministic=True`, fixed thread count.
+only ever scored. Rows whose label window reaches the next part are purged from fitting
+(`models.split.purge_overlapping`). Determinism: fixed seeds, `deterministic=True`, fixed thread count.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from models.bundle import KEYS, FeatureSpec, ModelBundle, encode_features
 from models.calibration import fit_calibrator
 from models.config import LightGBMParams, SplitParams, TrainParams
 from models.metrics import classification_metrics
-from models.split import TEST, TRAIN, VALID, split_by_snapshot
+from models.split import TEST, TRAIN, VALID, PurgedRows, purge_overlapping, split_by_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,8 @@ class TrainResult:
     metrics: dict[str, dict[str, dict[str, float]]]  # part -> scorer -> metric -> value
     split_dates: dict[str, list[str]]
     parts: pd.Series = field(repr=False)
+    purge: dict[str, int] = field(default_factory=dict)
+    fit_rows: pd.Series | None = field(default=None, repr=False)
 
 
 def canonical_order(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
@@ -220,17 +223,29 @@ def train_model(
     split: SplitParams,
     trained_at: str,
     top_k: int | None = None,
+    *,
+    horizon_days: int = 90,
+    lead_days: int = 0,
 ) -> TrainResult:
-    """Search, fit, calibrate and score on the split of `frame` (output of `join_snapshots`)."""
+    """Search, fit, calibrate and score on the split of `frame` (output of `join_snapshots`).
+
+    `horizon_days` / `lead_days` are the label window of `snapshots.*` (defaults: the
+    `SnapshotParams` defaults): training rows whose window reaches the validation months,
+    and refit rows whose window reaches the test months, are purged from fitting.
+    """
     original_index = frame.index
     frame = canonical_order(frame, spec)
     parts = assign_parts(frame, split)
     masks = {p: (parts == p).fillna(False).astype(bool) for p in (TRAIN, VALID, TEST)}
-    for p, m in masks.items():
-        y = frame.loc[m, LABEL]
-        if p != TEST and y.nunique() < 2:
-            raise InputError(f"split: the {p} months hold only one class ({len(y)} rows); adjust split.*")
-    X_tr, y_tr = _xy(frame, masks[TRAIN], spec)
+    purged = purge_overlapping(frame["snapshot_date"], parts, horizon_days, lead_days)
+    log.info(
+        "purged overlapping label windows (horizon %d d, lead %d d): "
+        "%d of %d train rows, %d of %d refit rows",
+        horizon_days, lead_days, purged.purged_train, int(masks[TRAIN].sum()),
+        purged.purged_refit, int((masks[TRAIN] | masks[VALID]).sum()),
+    )  # fmt: skip
+    _check_classes(frame, masks, purged, horizon_days, lead_days)
+    X_tr, y_tr = _xy(frame, purged.train, spec)
     X_va, y_va = _xy(frame, masks[VALID], spec)
     monotone = monotone_vector(spec, params.monotone_increasing, params.monotone_decreasing)
     from sklearn.metrics import log_loss, roc_auc_score
@@ -252,12 +267,13 @@ def train_model(
     assert best is not None
     _, _, best_i, booster, best_cand = best
     calibrator = fit_calibrator(np.asarray(booster.predict(X_va)), y_va, params.calibration)
-    fit_rows = masks[TRAIN]
+    fit_rows = purged.train
     if params.refit_on_valid:
         # The validation months are the most recent labelled ones: refit on train + valid
-        # with the early-stopped number of rounds scaled to the larger set, and keep the
-        # calibrator fitted on the first model's out-of-sample validation scores.
-        fit_rows = masks[TRAIN] | masks[VALID]
+        # (purged against the test months) with the early-stopped number of rounds scaled
+        # to the larger set, and keep the calibrator fitted on the first model's
+        # out-of-sample validation scores.
+        fit_rows = purged.refit
         X_fit, y_fit = _xy(frame, fit_rows, spec)
         rounds = max(1, round(booster.num_trees() * len(y_fit) / len(y_tr)))
         booster = refit_booster(X_fit, y_fit, spec, lightgbm_params(best_cand, params.seed, monotone), rounds)
@@ -284,6 +300,8 @@ def train_model(
             "best_trial": best_i,
             "refit_on_valid": params.refit_on_valid,
             "fit_rows": int(fit_rows.sum()),
+            "label_window": {"horizon_days": horizon_days, "lead_days": lead_days},
+            "purged": {"train": purged.purged_train, "refit": purged.purged_refit},
             "monotone": {n: c for n, c in zip(spec.names, monotone, strict=True) if c},
         },
         baselines=baselines,
@@ -300,7 +318,34 @@ def train_model(
         metrics=metrics,
         split_dates=split_dates,
         parts=parts.reindex(original_index),
+        purge={
+            "horizon_days": horizon_days,
+            "lead_days": lead_days,
+            "train_rows_purged": purged.purged_train,
+            "refit_rows_purged": purged.purged_refit,
+            "train_rows_fitted": int(purged.train.sum()),
+            "refit_rows_fitted": int(purged.refit.sum()),
+        },
+        fit_rows=fit_rows.reindex(original_index).fillna(False).astype(bool),
     )
+
+
+def _check_classes(
+    frame: pd.DataFrame, masks: dict[str, pd.Series], purged: PurgedRows, horizon_days: int, lead_days: int
+) -> None:
+    """InputError when a part needed for fitting holds one class (or none) after purging."""
+    for p in (TRAIN, VALID):
+        y = frame.loc[masks[p], LABEL]
+        if y.nunique() < 2:
+            raise InputError(f"split: the {p} months hold only one class ({len(y)} rows); adjust split.*")
+    y = frame.loc[purged.train, LABEL]
+    if y.nunique() < 2:
+        raise InputError(
+            f"split: after purging training rows whose label window (snapshots.lead_days={lead_days} + "
+            f"horizon_days={horizon_days}) reaches the validation months, {len(y)} training row(s) with "
+            f"{y.nunique()} class(es) remain; lower split.test_months / split.valid_months "
+            "or provide more history"
+        )
 
 
 def score_all(

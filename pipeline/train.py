@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 
 from churnguard.params import DEFAULT_PARAMS, load_section
 from churnguard.stage import run_stage
+from features.snapshots import SnapshotParams
 from models.bundle import select_features
 from models.config import SplitParams, TrainParams
 from models.explain import mean_abs_shap
@@ -89,16 +90,24 @@ def run(
     summary_path: Path,
     params: TrainParams,
     split: SplitParams,
+    snapshots: SnapshotParams | None = None,
     top_k: int | None = None,
 ) -> dict[str, Any]:
-    """Train, log to MLflow, register, apply the gate; write the local model and summary."""
+    """Train, log to MLflow, register, apply the gate; write the local model and summary.
+
+    `snapshots` gives the label window (horizon_days, lead_days) used to purge training
+    rows whose labels overlap the validation / test months (defaults when None).
+    """
+    window = snapshots or SnapshotParams()
     features = pd.read_parquet(features_path)
-    snapshots = pd.read_parquet(snapshots_path)
-    frame = join_snapshots(features, snapshots)
+    frame = join_snapshots(features, pd.read_parquet(snapshots_path))
     spec = select_features(features, params.max_categories)
     log.info("training on %d feature columns (%d categorical)", len(spec.names), len(spec.categorical))
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
-    result = train_model(frame, spec, params, split, trained_at=trained_at, top_k=top_k)
+    result = train_model(
+        frame, spec, params, split, trained_at=trained_at, top_k=top_k,
+        horizon_days=window.horizon_days, lead_days=window.lead_days,
+    )  # fmt: skip
     bundle = result.bundle
     example = example_frame(bundle, frame.loc[(result.parts == TRAIN).fillna(False).astype(bool)])
     save_pyfunc(bundle, model_out, example)
@@ -118,6 +127,7 @@ def run(
         mlflow.log_params(_flatten("train", params.model_dump(mode="json")))
         mlflow.log_params(_flatten("split", split.model_dump()))
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
+        mlflow.log_params({f"purge.{k}": v for k, v in result.purge.items()})
         mlflow.log_params({"n_features": len(spec.names), "best_iteration": result.best_iteration})
         mlflow.set_tags({"git_commit": git_commit(), "bundle_version": bundle.version,
                          **{f"data.{k}": str(v) for k, v in data_version.items()}})  # fmt: skip
@@ -159,6 +169,7 @@ def run(
             "gate": decision.to_dict(),
             "split_dates": result.split_dates,
             "rows": {p: int((result.parts == p).sum()) for p in ("train", "valid", "test")},
+            "purge": result.purge,
             "n_features": len(spec.names),
             "best_params": result.best_params,
             "best_iteration": result.best_iteration,
@@ -188,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         summary_path=args.summary,
         params=load_section("train", TrainParams, args.params),
         split=load_section("split", SplitParams, args.params),
+        snapshots=load_section("snapshots", SnapshotParams, args.params),
     )
     print(f"trained model v{summary['model_version']} ({summary['bundle_version']}): {summary['alias']} — "
           f"{summary['gate']['reason']}")  # fmt: skip

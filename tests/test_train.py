@@ -109,6 +109,42 @@ def test_test_month_labels_never_inform_training(company) -> None:
     assert other.metrics["test"]["model"]["roc_auc"] != base.metrics["test"]["model"]["roc_auc"]
 
 
+@pytest.mark.parametrize("refit", [True, False])
+def test_no_fitted_row_has_a_label_window_reaching_a_later_part(company, refit: bool) -> None:
+    params = FAST.model_copy(update={"refit_on_valid": refit})
+    result, frame = _train(*company, params=params)
+    assert result.fit_rows is not None
+    fitted = pd.to_datetime(frame.loc[result.fit_rows, "snapshot_date"])
+    window_end = fitted + pd.Timedelta(days=90)  # _train's horizon default, lead 0
+    later = pd.to_datetime(result.split_dates["test" if refit else "valid"]).min()
+    assert len(fitted) and (window_end <= later).all()
+    assert not (result.parts[result.fit_rows] == "test").any()
+    if not refit:
+        assert (result.parts[result.fit_rows] == "train").all()
+    # the last train months and (with refit) the last valid months were purged, and recorded
+    assert result.purge["train_rows_purged"] > 0 and result.bundle.meta["purged"]["train"] > 0
+    assert result.purge["refit_rows_purged"] > 0
+    assert int(result.fit_rows.sum()) == result.bundle.meta["fit_rows"]
+    n_fit = result.purge["refit_rows_fitted" if refit else "train_rows_fitted"]
+    assert n_fit == int(result.fit_rows.sum())
+
+
+def test_purge_counts_follow_the_label_window(company) -> None:
+    frame = join_snapshots(*company)
+    spec = select_features(company[0])
+    short = train_model(frame, spec, FAST, SPLIT, trained_at="t", horizon_days=28)
+    long = train_model(frame, spec, FAST, SPLIT, trained_at="t", horizon_days=60, lead_days=30)
+    assert short.purge["train_rows_purged"] < long.purge["train_rows_purged"]
+    assert long.purge["train_rows_purged"] == _train(*company)[0].purge["train_rows_purged"]
+
+
+def test_purge_leaving_no_training_rows_names_split_params() -> None:
+    features, snapshots = make_company(200, 9, seed=2)  # 6 labelled months: 1 train, 2 valid, 3 test
+    frame = join_snapshots(features, snapshots)
+    with pytest.raises(InputError, match=r"split\.test_months.*horizon_days|horizon_days.*split\."):
+        train_model(frame, select_features(features), FAST, SPLIT, trained_at="t")
+
+
 def test_search_is_recorded_and_uses_valid_months_only(company) -> None:
     params = FAST.model_copy(update={"search_trials": 3})
     result, _ = _train(*company, params=params)
@@ -159,10 +195,15 @@ def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypat
     assert (second["alias"], second["promoted"]) == ("challenger", False)
     assert "champion v1" in second["gate"]["reason"]
     assert second["bundle_version"] == first["bundle_version"]
+    assert second["purge"]["horizon_days"] == 90 and second["purge"]["train_rows_purged"] > 0
 
     run = mlflow.MlflowClient(uri).get_run(second["run_id"])
     assert run.data.tags["git_commit"] and run.data.tags["data.features_md5"]
-    assert "test.model.roc_auc" in run.data.metrics and "train.lightgbm.num_leaves" in run.data.params
+    assert (
+        "test.model.roc_auc" in run.data.metrics
+        and "train.lightgbm.num_leaves" in run.data.params
+        and "purge.train_rows_purged" in run.data.params
+    )
     artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(second["run_id"])}
     assert {"plots", "shap", "feature_importance", "data", "gate", "search"} <= artifacts
 
