@@ -214,3 +214,24 @@ def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypat
     champion = load_from_registry(uri)
     assert champion.version == "1"
     np.testing.assert_allclose(champion.predict_proba(X), local.predict_proba(X))
+
+
+def test_tiny_company_refit_rows_end_before_the_test_months(tiny_model) -> None:
+    """On the simulated tiny company: purge counts recomputed from the snapshots match."""
+    t = tiny_model
+    summary = json.loads(t.train_summary.read_text())
+    window = yaml.safe_load(t.params.read_text())["snapshots"]
+    days = pd.Timedelta(days=window["horizon_days"] + window["lead_days"])
+    snaps = pd.read_parquet(t.snapshots)
+    feats = pd.read_parquet(t.features, columns=["account_id", "snapshot_date"])
+    rows = feats.merge(snaps, on=["account_id", "snapshot_date"])
+    rows = rows[rows["label_observable"].astype(bool)]
+    dates = {p: pd.to_datetime(v) for p, v in summary["split_dates"].items()}
+    d = pd.to_datetime(rows["snapshot_date"])
+    train, valid = d.isin(dates["train"]), d.isin(dates["valid"])
+    first_valid, first_test = dates["valid"].min(), dates["test"].min()
+    purge = summary["purge"]
+    assert purge["train_rows_fitted"] == int((train & (d + days <= first_valid)).sum()) > 0
+    assert purge["refit_rows_fitted"] == int(((train | valid) & (d + days <= first_test)).sum()) > 0
+    assert purge["train_rows_purged"] == int(train.sum()) - purge["train_rows_fitted"] > 0
+    assert purge["refit_rows_purged"] == int((train | valid).sum()) - purge["refit_rows_fitted"] > 0
