@@ -246,6 +246,7 @@ OPTIONAL_TABLES = tuple(name for name, t in TABLES.items() if not t.required)
 # Quarantine reason codes, in the order validation checks them: a row gets the first
 # reason it fails, so counts are exact and a simulator can inject faults that reconcile.
 QUARANTINE_REASONS: tuple[str, ...] = (
+    "malformed_row",  # a CSV row with more cells than the header (extra cells kept)
     "missing_required",  # a required value is null or empty
     "unparseable_timestamp",  # a timestamp that no ISO-8601 / common format parses
     "unparseable_number",  # a number column holding text

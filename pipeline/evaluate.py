@@ -58,7 +58,11 @@ def run(
     trained_test = bundle.meta.get("split_dates", {}).get("test")
     current = sorted(str(d.date()) for d in pd.to_datetime(test["snapshot_date"]).unique())
     if trained_test is not None and trained_test != current:
-        log.warning("test months differ from the model's training split: %s vs %s", current, trained_test)
+        # Another split could put rows the model was fitted or calibrated on into "test".
+        raise InputError(
+            f"{snapshots_path}: test months {current} differ from the model's own split "
+            f"{trained_test}; retrain (dvc repro train) before evaluating"
+        )
     oracle = None
     if sim_truth is not None and (sim_truth / "oracle.parquet").is_file():
         oracle = pd.read_parquet(sim_truth / "oracle.parquet")

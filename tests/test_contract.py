@@ -32,7 +32,7 @@ def test_required_and_optional_tables() -> None:
 
 
 def test_codes_are_distinct_and_documented() -> None:
-    assert len(set(QUARANTINE_REASONS)) == len(QUARANTINE_REASONS) == 11
+    assert len(set(QUARANTINE_REASONS)) == len(QUARANTINE_REASONS) == 12
     assert len(set(REPAIR_CODES)) == len(REPAIR_CODES)
     text = DOC.read_text(encoding="utf-8")
     for code in (*QUARANTINE_REASONS, *REPAIR_CODES):

@@ -110,3 +110,19 @@ def test_evaluate_without_oracle_omits_the_key(evaluated: Path, tmp_path: Path) 
         "--metrics", str(out), "--plots", str(tmp_path / "plots"), "--params", str(evaluated / "params.yaml"),
     ])  # fmt: skip
     assert "oracle_roc_auc" not in json.loads(out.read_text())["test"]
+
+
+def test_evaluate_refuses_a_split_other_than_the_models(evaluated: Path, tmp_path: Path) -> None:
+    """With other test months, "test" could hold rows the model was fitted or calibrated on."""
+    from churnguard.errors import InputError
+    from pipeline import evaluate
+
+    params = tmp_path / "params.yaml"
+    params.write_text("split: {test_months: 5, valid_months: 2}\nevaluate: {top_k: 10}\n")
+    with pytest.raises(InputError, match="differ from the model's own split"):
+        evaluate.main([
+            "--model", str(evaluated / "model"), "--features", str(evaluated / "features.parquet"),
+            "--snapshots", str(evaluated / "snapshots.parquet"), "--sim-truth", str(tmp_path / "none"),
+            "--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "plots"),
+            "--params", str(params),
+        ])  # fmt: skip

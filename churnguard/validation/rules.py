@@ -216,7 +216,10 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
         return "(" + " OR ".join(f"coalesce({e}, FALSE)" for e in exprs) + ")" if exprs else "FALSE"
 
     # Checks on the raw strings are evaluated in layer 2, checks on typed values in layer 3.
+    # A CSV row with more cells than the header (e.g. an unquoted comma) cannot be trusted.
+    malformed = [f"{quote('o__extra')} IS NOT NULL"] if "_extra" in originals else []
     raw_checks = {
+        "malformed_row": malformed,
         "missing_required": missing,
         "unparseable_timestamp": ts_bad,
         "unparseable_number": num_bad,
