@@ -76,6 +76,10 @@ class Tiny:
         return self.root / "plots"
 
     @property
+    def report_html(self) -> Path:
+        return self.root / "reports" / "report.html"
+
+    @property
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.root / 'mlflow.db'}"
 
@@ -195,6 +199,27 @@ def tiny_scores(tiny_explained: Tiny) -> Tiny:
             "--explanations", str(t.explanations),
             "--accounts", str(t.validated / "accounts.parquet"),
             "--out", str(t.scores),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return t
+
+
+@pytest.fixture(scope="session")
+def tiny_reported(tiny_scores: Tiny) -> Tiny:
+    from pipeline import report
+
+    t = tiny_scores
+    report.main(
+        [
+            "--validated", str(t.validated),
+            "--snapshots", str(t.snapshots),
+            "--features", str(t.features),
+            "--scores", str(t.scores),
+            "--model", str(t.model),
+            "--metrics", str(t.metrics / "report.json"),
+            "--monitoring", str(t.metrics / "monitoring.json"),
+            "--html", str(t.report_html),
             "--params", str(t.params),
         ]
     )  # fmt: skip

@@ -16,6 +16,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from models.reasons import Reason
+
 FEATURES = [
     "active_users_30d",
     "logins_change_30d",
@@ -24,17 +26,6 @@ FEATURES = [
     "seats",
     "days_to_renewal",
 ]
-
-
-@dataclass(frozen=True)
-class FakeReason:
-    feature: str
-    family: str
-    value: float | None
-    shap: float
-    text: str
-    playbook_id: str
-    action: str
 
 
 class FakeBundle:
@@ -83,7 +74,7 @@ def load_fake(uri: str, tracking_uri: str | None = None) -> FakeBundle:
 
 def fake_explain_rows(
     bundle: Any, X: pd.DataFrame, top_n: int = 3, language: str = "en"
-) -> list[list[FakeReason]]:
+) -> list[list[Reason]]:
     contrib = bundle.contributions(X)[:, :-1]
     values = X.loc[:, bundle.feature_names].to_numpy(dtype=float)
     out = []
@@ -91,7 +82,7 @@ def fake_explain_rows(
         order = np.argsort(-contrib[i])[:top_n]
         out.append(
             [
-                FakeReason(
+                Reason(
                     feature=bundle.feature_names[j],
                     family="usage" if j < 2 else "support",
                     value=None if np.isnan(values[i, j]) else float(values[i, j]),

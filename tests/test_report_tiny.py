@@ -21,22 +21,8 @@ pytestmark = pytest.mark.slow  # needs the whole tiny pipeline (simulate .. scor
 
 
 @pytest.fixture(scope="module")
-def reported(tiny_scores: Tiny) -> Tiny:
-    t = tiny_scores
-    report.main(
-        [
-            "--validated", str(t.validated),
-            "--snapshots", str(t.snapshots),
-            "--features", str(t.features),
-            "--scores", str(t.scores),
-            "--model", str(t.model),
-            "--metrics", str(t.metrics / "report.json"),
-            "--monitoring", str(t.metrics / "monitoring.json"),
-            "--html", str(t.root / "reports" / "report.html"),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    return t
+def reported(tiny_reported: Tiny) -> Tiny:
+    return tiny_reported
 
 
 def _data_end(t: Tiny) -> pd.Timestamp:
@@ -114,5 +100,5 @@ def test_outputs_on_the_tiny_company(reported: Tiny) -> None:
     if mon["retrain"]["recommended"]:
         assert mon["retrain"]["reasons"]
     assert doc["monitoring"]["retrain_recommended"] == mon["retrain"]["recommended"]
-    html = Path(t.root / "reports" / "report.html").read_text()
+    html = Path(t.report_html).read_text()
     assert html.count("<svg") >= 4

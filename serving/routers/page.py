@@ -18,9 +18,11 @@ from fastapi.templating import Jinja2Templates
 
 from churnguard.errors import InputError
 from churnguard.scores import AtRiskQuery
+from serving.config import Settings
 from serving.deps import SESSION_COOKIE, SettingsDep, StateDep, has_page_session, session_token
 from serving.routers.at_risk import csv_response, select
 from serving.schemas import HistoryPoint
+from serving.state import ScoreStore, ServingState
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
@@ -63,6 +65,17 @@ PageFilters = Annotated[AtRiskQuery, Depends(page_filters)]
 
 def _login_redirect() -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
+
+
+def _page_scores(request: Request, settings: Settings, state: ServingState) -> ScoreStore | Response:
+    """The loaded scores, or the response to send instead (login page, or 503 not ready)."""
+    if not has_page_session(request, settings):
+        return _login_redirect()
+    scores = state.current.scores
+    if scores is None:
+        _, reason = state.readiness()
+        return templates.TemplateResponse(request, "not_ready.html", {"reason": reason}, status_code=503)
+    return scores
 
 
 def trend_svg(points: list[HistoryPoint], width: int = 360, height: int = 110) -> dict[str, Any]:
@@ -127,12 +140,9 @@ async def at_risk_page(
     filters: PageFilters,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    if not has_page_session(request, settings):
-        return _login_redirect()
-    scores = state.current.scores
-    if scores is None:
-        _, reason = state.readiness()
-        return templates.TemplateResponse(request, "not_ready.html", {"reason": reason}, status_code=503)
+    scores = _page_scores(request, settings, state)
+    if isinstance(scores, Response):
+        return scores
     idx = select(scores, filters)
     params = {k: v for k, v in request.query_params.items() if k != "offset" and v != ""}
     q = filters
@@ -172,12 +182,9 @@ async def account_page(
     state: StateDep,
     account_id: Annotated[str, Path(min_length=1, max_length=200)],
 ) -> Response:
-    if not has_page_session(request, settings):
-        return _login_redirect()
-    scores = state.current.scores
-    if scores is None:
-        _, reason = state.readiness()
-        return templates.TemplateResponse(request, "not_ready.html", {"reason": reason}, status_code=503)
+    scores = _page_scores(request, settings, state)
+    if isinstance(scores, Response):
+        return scores
     account = scores.accounts.get(account_id)
     if account is None:
         return templates.TemplateResponse(
