@@ -1,14 +1,17 @@
-"""Probability calibration fitted on the validation months.
+"""Probability calibration: a monotone map from the booster's raw score to a probability.
 
-Two methods: `isotonic` (monotone, non-parametric) and `sigmoid` (Platt scaling on the
-log-odds). The isotonic map is interpolated between the centres of its constant blocks
-so it is strictly increasing inside the fitted range: calibration must not turn distinct
-scores into ties, which would cost ranking quality (ROC-AUC, top-decile capture).
-Both are stored as plain numbers so a bundle can be saved as JSON.
+`models.train` fits it on scores the booster (or boosters of the same recipe,
+cross-fitted) did not train on. Two methods: `isotonic` (monotone, non-parametric) and
+`sigmoid` (Platt scaling on the log-odds). The isotonic map is interpolated between the
+centres of its constant blocks so it is strictly increasing inside the fitted range:
+calibration must not turn distinct scores into ties, which would cost ranking quality
+(ROC-AUC, top-decile capture). Both are stored as plain numbers so a bundle can be saved
+as JSON.
 
-The isotonic steps are pooled until each holds at least `min_block_size(n)` validation rows,
-and the map is squeezed into [0.5/(n0+1), 1 - 0.5/(n1+1)] (n0, n1: rows of the bottom and
-top steps), so a handful of all-churned or all-retained accounts never yields 0% or 100%.
+The isotonic steps are pooled until each holds at least `min_block_size(n)` calibration
+rows (params.yaml `train.calibration.min_block_rows` / `min_block_share`), and the map is
+squeezed into [0.5/(n0+1), 1 - 0.5/(n1+1)] (n0, n1: rows of the bottom and top steps),
+so a handful of all-churned or all-retained accounts never yields 0% or 100%.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from sklearn.isotonic import IsotonicRegression
 Method = Literal["isotonic", "sigmoid", "identity"]
 
 _EPS = 1e-5  # calibrated probabilities stay in [EPS, 1 - EPS] so log loss stays finite
+# Defaults of params.yaml train.calibration.{min_block_rows, min_block_share}: the fewest
+# calibration rows behind one isotonic step is max(rows, share x all calibration rows).
+MIN_BLOCK_ROWS = 20
+MIN_BLOCK_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,17 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrator:
-    """Fit a calibrator on (raw probability, 0/1 label) pairs from the validation months."""
+def fit_calibrator(
+    p_raw: np.ndarray,
+    y: np.ndarray,
+    method: Method,
+    min_block_rows: int = MIN_BLOCK_ROWS,
+    min_block_share: float = MIN_BLOCK_SHARE,
+) -> Calibrator:
+    """Fit a calibrator on (raw probability, 0/1 label) pairs the booster did not train on.
+
+    Isotonic steps hold at least `min_block_size(n, min_block_rows, min_block_share)` rows.
+    """
     p_raw = np.asarray(p_raw, dtype=float)
     y = np.asarray(y, dtype=float)
     if method == "identity" or len(np.unique(y)) < 2:
@@ -82,7 +98,7 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrat
     order = np.argsort(p_raw, kind="stable")
     xs, ys = p_raw[order], fitted[order]
     starts = np.r_[0, np.flatnonzero(np.diff(ys) != 0) + 1]
-    starts = _pool_small_blocks(starts, len(xs), min_block_size(len(xs)))
+    starts = _pool_small_blocks(starts, len(xs), min_block_size(len(xs), min_block_rows, min_block_share))
     counts = np.diff(np.r_[starts, len(xs)])
     # Block centres (mean raw score) and levels (observed churn rate) of the pooled steps.
     centres = np.add.reduceat(xs, starts) / counts
@@ -104,9 +120,9 @@ def fit_calibrator(p_raw: np.ndarray, y: np.ndarray, method: Method) -> Calibrat
     return Calibrator(method="isotonic", x=tuple(map(float, x)), y=tuple(map(float, yv[keep])))
 
 
-def min_block_size(n: int) -> int:
-    """Fewest calibration rows behind one isotonic step: 1% of the rows, at least 20."""
-    return max(20, math.ceil(0.01 * n))
+def min_block_size(n: int, min_rows: int = MIN_BLOCK_ROWS, min_share: float = MIN_BLOCK_SHARE) -> int:
+    """Fewest calibration rows behind one isotonic step: `min_share` of the rows, at least `min_rows`."""
+    return max(min_rows, math.ceil(min_share * n))
 
 
 def _pool_small_blocks(starts: np.ndarray, n: int, min_size: int) -> np.ndarray:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from churnguard.params import Section
+from models.calibration import MIN_BLOCK_ROWS, MIN_BLOCK_SHARE
 
 
 class SplitParams(BaseModel):
@@ -36,13 +37,24 @@ class GateParams(Section):
     metric: Literal["roc_auc", "pr_auc", "arr_capture_top_decile"] = "roc_auc"
     min_improvement: float = 0.002
     max_ece: float = 0.05
+    # The champion is compared only on test months it never saw a label of; fewer churners
+    # than this there (or none of those months) -> `no_fair_window` decides.
+    min_compare_churners: int = Field(default=20, ge=1)
+    no_fair_window: Literal["keep_champion", "promote"] = "keep_champion"
+
+
+class CalibrationParams(Section):
+    method: Literal["isotonic", "sigmoid"] = "isotonic"
+    min_block_rows: int = Field(default=MIN_BLOCK_ROWS, ge=1)
+    min_block_share: float = Field(default=MIN_BLOCK_SHARE, ge=0.0, lt=1.0)
+    crossfit_folds: int = Field(default=5, ge=2)  # account folds calibrating the refit model
 
 
 class TrainParams(Section):
     seed: int = 42
     lightgbm: LightGBMParams = LightGBMParams()
     search_trials: int = Field(default=6, ge=1)
-    calibration: Literal["isotonic", "sigmoid"] = "isotonic"
+    calibration: CalibrationParams = CalibrationParams()
     refit_on_valid: bool = True
     logistic_c: float = Field(default=0.5, gt=0)
     gate: GateParams = GateParams()
@@ -53,6 +65,12 @@ class TrainParams(Section):
     max_categories: int = 50
     model_name: str = "churnguard"
     experiment: str = "churnguard"
+
+    @field_validator("calibration", mode="before")
+    @classmethod
+    def _method_alone(cls, value: Any) -> Any:
+        """`calibration: sigmoid` (the older form) still means the method with default minimums."""
+        return {"method": value} if isinstance(value, str) else value
 
 
 class EvaluateParams(Section):

@@ -3,6 +3,10 @@
 The tracking URI comes from `MLFLOW_TRACKING_URI`, defaulting to a local SQLite file
 that needs no server. The registered model is `churnguard`; the version that wins the
 gate holds the `champion` alias, others get `challenger`.
+
+The gate compares the new model and the champion on the new test months, but only on
+those the champion saw no label of (`comparison_window`): a champion fitted, early-stopped
+or calibrated on rows whose churn falls in a test month would be scored in-sample there.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +112,52 @@ def log_pyfunc(bundle: ModelBundle, example: pd.DataFrame, registered_name: str)
 
 
 @dataclass(frozen=True)
+class ComparisonWindow:
+    """The test dates on which the champion is out-of-sample, and why the others are not."""
+
+    dates: tuple[str, ...]
+    excluded: tuple[str, ...] = ()
+    champion_label_end: str | None = None
+    note: str = ""
+
+
+def champion_label_end(meta: dict[str, Any], horizon_days: int, lead_days: int) -> pd.Timestamp | None:
+    """The (exclusive) end of the latest label window the champion saw, from its bundle meta.
+
+    Bundles record it (`meta["label_end"]`); for older ones every non-test date of their
+    `split_dates` counts as seen (fitted, early-stopped or calibrated on), with their
+    `label_window` or else today's. None when the bundle has no split dates at all.
+    """
+    if meta.get("label_end"):
+        return pd.Timestamp(meta["label_end"])
+    split_dates = meta.get("split_dates") or {}
+    seen = [pd.Timestamp(d) for part, dates in split_dates.items() if part != "test" for d in dates]
+    if not seen:
+        return None
+    window = meta.get("label_window") or {}
+    days = int(window.get("horizon_days", horizon_days)) + int(window.get("lead_days", lead_days))
+    return max(seen) + pd.Timedelta(days=days)
+
+
+def comparison_window(
+    test_dates: Sequence[Any], champion_meta: dict[str, Any], horizon_days: int, lead_days: int
+) -> ComparisonWindow:
+    """Test dates whose label window [t + lead, ...) starts at or after the champion's label end."""
+    dates = sorted({pd.Timestamp(d) for d in test_dates})
+    iso = [str(d.date()) for d in dates]
+    end = champion_label_end(champion_meta, horizon_days, lead_days)
+    if end is None:
+        return ComparisonWindow(tuple(iso), note="champion's fitted months unknown (no split dates)")
+    lead = pd.Timedelta(days=lead_days)
+    keep = [d + lead >= end for d in dates]
+    return ComparisonWindow(
+        dates=tuple(i for i, k in zip(iso, keep, strict=True) if k),
+        excluded=tuple(i for i, k in zip(iso, keep, strict=True) if not k),
+        champion_label_end=str(end.date()),
+    )
+
+
+@dataclass(frozen=True)
 class GateDecision:
     """Outcome of the promotion gate."""
 
@@ -118,32 +169,84 @@ class GateDecision:
     new_ece: float
     champion_version: str | None = None
     champion_value: float | None = None
+    compared_dates: tuple[str, ...] = ()
+    excluded_dates: tuple[str, ...] = ()
+    champion_label_end: str | None = None
+    compared_rows: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def decide_promotion(
-    new: dict[str, float], champion: dict[str, float] | None, gate: GateParams, champion_version: str | None
+    new: dict[str, float],
+    champion: dict[str, float] | None,
+    gate: GateParams,
+    champion_version: str | None,
+    *,
+    new_on_window: dict[str, float] | None = None,
+    window: ComparisonWindow | None = None,
 ) -> GateDecision:
-    """Champion only if calibrated within bound and better than the champion by the margin."""
-    value = float(new.get(gate.metric, float("nan")))
+    """Champion only if calibrated within bound and better than the champion by the margin.
+
+    `new` are the new model's metrics on its whole test window (the ECE bound is checked
+    there). With a `window`, `champion` and `new_on_window` are both computed on the test
+    rows of `window.dates` only; when those hold fewer than `gate.min_compare_churners`
+    churners (or there is no such date) there is no fair comparison and
+    `gate.no_fair_window` decides: `keep_champion` (the new model becomes a challenger)
+    or `promote`.
+    """
     ece = float(new.get("ece", float("nan")))
+    full = float(new.get(gate.metric, float("nan")))
+    on = new_on_window if window is not None and new_on_window is not None else new
+    value = float(on.get(gate.metric, float("nan")))
     old = float(champion.get(gate.metric, float("nan"))) if champion is not None else None
+    n_rows = float(on.get("n_rows", 0.0))
+    churners = round(n_rows * float(on.get("churn_rate", 0.0))) if n_rows else 0
 
-    def decision(promoted: bool, reason: str) -> GateDecision:
+    def decision(promoted: bool, reason: str, compared: float = value) -> GateDecision:
         alias = CHAMPION if promoted else CHALLENGER
-        return GateDecision(alias, promoted, reason, gate.metric, value, ece, champion_version, old)
+        where: dict[str, Any] = {}
+        if window is not None and champion is not None:
+            where = {
+                "compared_dates": window.dates,
+                "excluded_dates": window.excluded,
+                "champion_label_end": window.champion_label_end,
+                "compared_rows": int(n_rows),
+            }
+        version = champion_version
+        return GateDecision(alias, promoted, reason, gate.metric, compared, ece, version, old, **where)
 
-    if not np.isfinite(value) or not np.isfinite(ece):
-        return decision(False, f"test {gate.metric}/ece not computable")
+    if not np.isfinite(full) or not np.isfinite(ece):
+        return decision(False, f"test {gate.metric}/ece not computable", full)
     if ece > gate.max_ece:
-        return decision(False, f"ece {ece:.4f} > max_ece {gate.max_ece}")
+        return decision(False, f"ece {ece:.4f} > max_ece {gate.max_ece}", full)
     if old is None:
-        return decision(True, "no current champion")
-    versus = f"champion v{champion_version} {old:.4f} + {gate.min_improvement}"
+        return decision(True, "no current champion", full)
+    scope = ""
+    if window is not None:
+        seen = f"champion v{champion_version} saw churn labels up to {window.champion_label_end}"
+        if not window.dates or churners < gate.min_compare_churners:
+            left = (
+                f"{len(window.dates)} test month(s) left with {churners} churners "
+                f"< train.gate.min_compare_churners {gate.min_compare_churners}"
+                if window.dates
+                else "no test month left"
+            )
+            why = f"no fair comparison: {seen} ({left})"
+            if gate.no_fair_window == "promote":
+                return decision(True, f"{why}; promoted (train.gate.no_fair_window: promote)", full)
+            return decision(False, f"{why}; champion kept (train.gate.no_fair_window: keep_champion)", full)
+        if window.excluded:
+            scope = (
+                f" on test months {window.dates[0]}..{window.dates[-1]} ({int(n_rows)} rows; "
+                f"{len(window.excluded)} earlier month(s) excluded: {seen})"
+            )
+        elif window.note:
+            scope = f" on the whole test window ({window.note})"
     if not np.isfinite(old):
         return decision(True, f"champion v{champion_version} cannot be scored on this test window")
+    versus = f"champion v{champion_version} {old:.4f} + {gate.min_improvement}{scope}"
     if value >= old + gate.min_improvement:
         return decision(True, f"{gate.metric} {value:.4f} >= {versus}")
     return decision(False, f"{gate.metric} {value:.4f} < {versus}")

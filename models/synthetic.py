@@ -81,7 +81,11 @@ def make_company(
 def fit_synthetic_bundle(
     n_accounts: int = 300, n_months: int = 14, seed: int = 0, search_trials: int = 1
 ) -> tuple[object, pd.DataFrame]:
-    """(TrainResult, joined frame) of a quick model on `make_company` data, for tests and benchmarks."""
+    """(TrainResult, joined frame) of a quick model on `make_company` data, for tests and benchmarks.
+
+    `make_company` draws each row's label on its own (no churn event labels two snapshot
+    dates), so the label window passed to training is one month: nothing needs embargoing.
+    """
     from models.bundle import select_features
     from models.config import LightGBMParams, SplitParams, TrainParams
     from models.train import join_snapshots, train_model
@@ -92,6 +96,7 @@ def fit_synthetic_bundle(
         search_trials=search_trials, lightgbm=LightGBMParams(n_estimators=200, early_stopping_rounds=20)
     )
     result = train_model(
-        frame, select_features(features), params, SplitParams(test_months=3, valid_months=2), trained_at="t"
-    )
+        frame, select_features(features), params, SplitParams(test_months=3, valid_months=2), trained_at="t",
+        horizon_days=28,
+    )  # fmt: skip
     return result, frame

@@ -1,10 +1,14 @@
 """Train the churn model: LightGBM with early stopping, a small search, calibration, baselines.
 
 Everything here is pure: frames in, a `TrainResult` out. The split is by snapshot date
-(`models.split`): the booster learns on the train months, early-stops, picks its
-hyper-parameters and is calibrated on the validation months, and the test months are
-only ever scored. Rows whose label window reaches the next part are purged from fitting
-(`models.split.purge_overlapping`). Determinism: fixed seeds, `deterministic=True`, fixed thread count.
+(`models.split`): the booster learns on the train months, early-stops and picks its
+hyper-parameters on the validation months, and the test months are only ever scored.
+The months whose label windows reach the test months are embargoed (never used), and
+train rows whose window reaches the validation months are purged from fitting
+(`models.split.purge_overlapping`). The served booster is calibrated on scores it did not
+train on: without a refit, its validation scores; with the refit on train + valid,
+cross-fitted scores of boosters of the same recipe (`crossfit_scores`).
+Determinism: fixed seeds, `deterministic=True`, fixed thread count.
 """
 
 from __future__ import annotations
@@ -25,7 +29,16 @@ from models.bundle import KEYS, FeatureSpec, ModelBundle, encode_features
 from models.calibration import fit_calibrator
 from models.config import LightGBMParams, SplitParams, TrainParams
 from models.metrics import classification_metrics
-from models.split import TEST, TRAIN, VALID, PurgedRows, purge_overlapping, split_by_snapshot
+from models.split import (
+    EMBARGO,
+    TEST,
+    TRAIN,
+    VALID,
+    PurgedRows,
+    label_window_end,
+    purge_overlapping,
+    split_by_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +88,16 @@ def join_snapshots(features: pd.DataFrame, snapshots: pd.DataFrame) -> pd.DataFr
     return frame
 
 
-def assign_parts(frame: pd.DataFrame, split: SplitParams) -> pd.Series:
-    """'train' / 'valid' / 'test' for labelled rows, NA for unlabelled ones."""
+def assign_parts(frame: pd.DataFrame, split: SplitParams, embargo_days: int = 0) -> pd.Series:
+    """'train' / 'valid' / 'embargo' / 'test' for labelled rows, NA for unlabelled ones.
+
+    `embargo_days` = snapshots.lead_days + horizon_days (0: no embargo; the test rows are
+    the same either way).
+    """
     labelled = frame[LABEL].notna()
     parts = pd.Series(pd.NA, index=frame.index, dtype="object")
     parts[labelled] = split_by_snapshot(
-        frame.loc[labelled, "snapshot_date"], split.test_months, split.valid_months
+        frame.loc[labelled, "snapshot_date"], split.test_months, split.valid_months, embargo_days
     )
     return parts
 
@@ -183,6 +200,44 @@ def refit_booster(
     return lgb.train(params, data, num_boost_round=rounds)
 
 
+def crossfit_scores(
+    frame: pd.DataFrame,
+    rows: pd.Series,
+    spec: FeatureSpec,
+    params: dict[str, Any],
+    rounds_per_row: float,
+    folds: int,
+) -> np.ndarray:
+    """Out-of-sample raw scores for `rows`: each account fold is scored by a booster fitted,
+    with the same parameters and rounds-per-row as the refit, on the other folds.
+
+    Folds hold whole accounts (an account's churn labels its own rows only, so no label
+    event is on both sides); accounts are dealt round-robin in order of first appearance
+    in `frame`'s canonical (content) order, so the folds ignore account ids and row order.
+    """
+    sub = frame.loc[rows]
+    codes, uniques = pd.factorize(sub["account_id"], sort=False)
+    k = min(folds, len(uniques))
+    if k < 2:
+        raise InputError(
+            f"train.calibration.crossfit_folds: {len(uniques)} account(s) in the refit rows; "
+            "cross-fitting needs at least 2 (set train.refit_on_valid: false or provide more accounts)"
+        )
+    fold = codes % k
+    X, y = encode_features(sub, spec), sub[LABEL].to_numpy(dtype=float)
+    out = np.full(len(sub), np.nan)
+    for f in range(k):
+        held = fold == f
+        if len(np.unique(y[~held])) < 2:
+            raise InputError(
+                f"train.calibration.crossfit_folds={folds}: a fold's training accounts hold one class; "
+                "lower train.calibration.crossfit_folds"
+            )
+        rounds = max(1, round(rounds_per_row * int((~held).sum())))
+        out[held] = refit_booster(X[~held], y[~held], spec, params, rounds).predict(X[held])
+    return out
+
+
 @dataclass
 class TrainResult:
     """What training produced: the calibrated bundle and everything worth logging."""
@@ -196,6 +251,8 @@ class TrainResult:
     parts: pd.Series = field(repr=False)
     purge: dict[str, int] = field(default_factory=dict)
     fit_rows: pd.Series | None = field(default=None, repr=False)
+    best_valid_roc_auc: float = float("nan")
+    calibration: dict[str, Any] = field(default_factory=dict)
 
 
 def canonical_order(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
@@ -230,23 +287,25 @@ def train_model(
     """Search, fit, calibrate and score on the split of `frame` (output of `join_snapshots`).
 
     `horizon_days` / `lead_days` are the label window of `snapshots.*` (defaults: the
-    `SnapshotParams` defaults): training rows whose window reaches the validation months,
-    and refit rows whose window reaches the test months, are purged from fitting.
+    `SnapshotParams` defaults): the months whose windows reach the test months are
+    embargoed, training rows whose window reaches the validation months and refit rows
+    whose window reaches the test months are purged from fitting.
     """
     original_index = frame.index
     frame = canonical_order(frame, spec)
-    parts = assign_parts(frame, split)
-    masks = {p: (parts == p).fillna(False).astype(bool) for p in (TRAIN, VALID, TEST)}
+    parts = assign_parts(frame, split, embargo_days=lead_days + horizon_days)
+    masks = {p: (parts == p).fillna(False).astype(bool) for p in (TRAIN, VALID, EMBARGO, TEST)}
     purged = purge_overlapping(frame["snapshot_date"], parts, horizon_days, lead_days)
     log.info(
-        "purged overlapping label windows (horizon %d d, lead %d d): "
-        "%d of %d train rows, %d of %d refit rows",
-        horizon_days, lead_days, purged.purged_train, int(masks[TRAIN].sum()),
-        purged.purged_refit, int((masks[TRAIN] | masks[VALID]).sum()),
+        "label windows (horizon %d d, lead %d d): %d embargoed rows before the test months; purged "
+        "%d of %d train rows, %d of %d validation rows, %d of %d refit rows",
+        horizon_days, lead_days, int(masks[EMBARGO].sum()), purged.purged_train, int(masks[TRAIN].sum()),
+        purged.purged_valid, int(masks[VALID].sum()), purged.purged_refit,
+        int((masks[TRAIN] | masks[VALID]).sum()),
     )  # fmt: skip
-    _check_classes(frame, masks, purged, horizon_days, lead_days)
+    _check_classes(frame, purged, horizon_days, lead_days)
     X_tr, y_tr = _xy(frame, purged.train, spec)
-    X_va, y_va = _xy(frame, masks[VALID], spec)
+    X_va, y_va = _xy(frame, purged.valid, spec)
     monotone = monotone_vector(spec, params.monotone_increasing, params.monotone_decreasing)
     from sklearn.metrics import log_loss, roc_auc_score
 
@@ -265,18 +324,26 @@ def train_model(
         if best is None or (auc, -ll) > (best[0], -best[1]):
             best = (auc, ll, i, booster, cand)
     assert best is not None
-    _, _, best_i, booster, best_cand = best
-    calibrator = fit_calibrator(np.asarray(booster.predict(X_va)), y_va, params.calibration)
+    best_auc, _, best_i, booster, best_cand = best
+    cal = params.calibration
     fit_rows = purged.train
     if params.refit_on_valid:
-        # The validation months are the most recent labelled ones: refit on train + valid
+        # The validation months are the most recent usable ones: refit on train + valid
         # (purged against the test months) with the early-stopped number of rounds scaled
-        # to the larger set, and keep the calibrator fitted on the first model's
-        # out-of-sample validation scores.
+        # to the larger set. Its scores are on another scale than the first booster's, so
+        # it is calibrated on cross-fitted scores of boosters of the same recipe.
         fit_rows = purged.refit
+        rounds_per_row = booster.num_trees() / len(y_tr)
+        best_lgb = lightgbm_params(best_cand, params.seed, monotone)
         X_fit, y_fit = _xy(frame, fit_rows, spec)
-        rounds = max(1, round(booster.num_trees() * len(y_fit) / len(y_tr)))
-        booster = refit_booster(X_fit, y_fit, spec, lightgbm_params(best_cand, params.seed, monotone), rounds)
+        booster = refit_booster(X_fit, y_fit, spec, best_lgb, max(1, round(rounds_per_row * len(y_fit))))
+        cal_rows = fit_rows
+        cal_scores = crossfit_scores(frame, fit_rows, spec, best_lgb, rounds_per_row, cal.crossfit_folds)
+        cal_y = y_fit
+    else:
+        cal_rows = purged.valid
+        cal_scores, cal_y = np.asarray(booster.predict(X_va)), y_va
+    calibrator = fit_calibrator(cal_scores, cal_y, cal.method, cal.min_block_rows, cal.min_block_share)
     baselines = fit_baselines(
         frame.loc[fit_rows],
         frame.loc[fit_rows, LABEL].to_numpy(dtype=float),
@@ -287,6 +354,21 @@ def train_model(
     split_dates = {
         p: sorted(str(d.date()) for d in pd.to_datetime(frame.loc[m, "snapshot_date"]).unique())
         for p, m in masks.items()
+        if p != EMBARGO or m.any()
+    }
+    # Latest churn date whose label this model saw (fitted, early-stopped, searched or
+    # calibrated on): the promotion gate compares a champion only on test rows after it.
+    seen = purged.train | purged.valid | fit_rows | cal_rows
+    label_end = label_window_end(frame.loc[seen, "snapshot_date"], horizon_days, lead_days).max()
+    calibration_meta = {
+        "method": cal.method,
+        "fitted_on": "crossfit" if params.refit_on_valid else "valid",
+        "rows": int(cal_rows.sum()),
+        "folds": min(cal.crossfit_folds, int(frame.loc[cal_rows, "account_id"].nunique()))
+        if params.refit_on_valid
+        else 0,
+        "min_block_rows": cal.min_block_rows,
+        "min_block_share": cal.min_block_share,
     }
     bundle = ModelBundle(
         booster,
@@ -301,14 +383,21 @@ def train_model(
             "refit_on_valid": params.refit_on_valid,
             "fit_rows": int(fit_rows.sum()),
             "label_window": {"horizon_days": horizon_days, "lead_days": lead_days},
-            "purged": {"train": purged.purged_train, "refit": purged.purged_refit},
+            "label_end": str(pd.Timestamp(label_end).date()),
+            "purged": {
+                "train": purged.purged_train,
+                "valid": purged.purged_valid,
+                "embargo": int(masks[EMBARGO].sum()),
+                "refit": purged.purged_refit,
+            },
+            "calibration": calibration_meta,
             "monotone": {n: c for n, c in zip(spec.names, monotone, strict=True) if c},
         },
         baselines=baselines,
     )
     # After a refit the validation months are training rows: their scores are not reported.
-    scored = (TEST,) if params.refit_on_valid else (VALID, TEST)
-    metrics = {p: score_all(bundle, frame.loc[masks[p]], top_k=top_k) for p in scored if masks[p].any()}
+    scored = {TEST: masks[TEST]} if params.refit_on_valid else {VALID: purged.valid, TEST: masks[TEST]}
+    metrics = {p: score_all(bundle, frame.loc[m], top_k=top_k) for p, m in scored.items() if m.any()}
     bundle.metrics = {k: v for k, v in metrics.get(TEST, {}).get("model", {}).items()}
     return TrainResult(
         bundle=bundle,
@@ -325,37 +414,44 @@ def train_model(
             "refit_rows_purged": purged.purged_refit,
             "train_rows_fitted": int(purged.train.sum()),
             "refit_rows_fitted": int(purged.refit.sum()),
+            "valid_rows_embargoed": int(masks[EMBARGO].sum()),
+            "valid_rows_purged": purged.purged_valid,
+            "valid_rows_used": int(purged.valid.sum()),
+            "calibration_rows": int(cal_rows.sum()),
         },
         fit_rows=fit_rows.reindex(original_index).fillna(False).astype(bool),
+        best_valid_roc_auc=best_auc,
+        calibration=calibration_meta,
     )
 
 
-def _check_classes(
-    frame: pd.DataFrame, masks: dict[str, pd.Series], purged: PurgedRows, horizon_days: int, lead_days: int
-) -> None:
-    """InputError when a part needed for fitting holds one class (or none) after purging."""
-    for p in (TRAIN, VALID):
-        y = frame.loc[masks[p], LABEL]
-        if y.nunique() < 2:
-            raise InputError(f"split: the {p} months hold only one class ({len(y)} rows); adjust split.*")
+def _check_classes(frame: pd.DataFrame, purged: PurgedRows, horizon_days: int, lead_days: int) -> None:
+    """InputError when the rows left for fitting or validation hold one class (or none)."""
+    window = f"snapshots.lead_days={lead_days} + horizon_days={horizon_days}"
+    y = frame.loc[purged.valid, LABEL]
+    if y.nunique() < 2:
+        raise InputError(
+            f"split: the validation months hold {len(y)} usable row(s) with {y.nunique()} class(es) once "
+            f"rows whose label window ({window}) reaches the test months are embargoed; raise "
+            "split.valid_months, lower split.test_months or snapshots.horizon_days, or provide more history"
+        )
     y = frame.loc[purged.train, LABEL]
     if y.nunique() < 2:
         raise InputError(
-            f"split: after purging training rows whose label window (snapshots.lead_days={lead_days} + "
-            f"horizon_days={horizon_days}) reaches the validation months, {len(y)} training row(s) with "
-            f"{y.nunique()} class(es) remain; lower split.test_months / split.valid_months "
-            "or provide more history"
+            f"split: after purging training rows whose label window ({window}) reaches the validation "
+            f"months, {len(y)} training row(s) with {y.nunique()} class(es) remain; lower "
+            "split.test_months / split.valid_months or provide more history"
         )
 
 
 def score_all(
-    bundle: ModelBundle, rows: pd.DataFrame, top_k: int | None = None
+    bundle: ModelBundle, rows: pd.DataFrame, top_k: int | None = None, baselines: bool = True
 ) -> dict[str, dict[str, float]]:
-    """Metrics of the model and each of its baselines on the same labelled rows."""
+    """Metrics of the model (and each of its baselines) on the same labelled rows."""
     y = rows[LABEL].to_numpy(dtype=float)
     arr = rows[ARR].to_numpy(dtype=float) if ARR in rows else None
     dates = rows["snapshot_date"].to_numpy()
     out = {"model": classification_metrics(y, bundle.predict_proba(rows), arr, dates, top_k)}
-    for name, baseline in bundle.baselines.items():
+    for name, baseline in bundle.baselines.items() if baselines else ():
         out[name] = classification_metrics(y, baseline.predict_proba(rows), arr, dates, top_k)
     return out

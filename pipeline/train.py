@@ -27,6 +27,7 @@ from models.explain import mean_abs_shap
 from models.plots import CURVES, beeswarm_png, curves_png, importance_png
 from models.registry import (
     apply_decision,
+    comparison_window,
     current_champion,
     decide_promotion,
     example_frame,
@@ -36,7 +37,7 @@ from models.registry import (
     save_pyfunc,
     tracking_uri,
 )
-from models.split import TEST, TRAIN
+from models.split import EMBARGO, TEST, TRAIN, VALID
 from models.train import LABEL, TrainResult, join_snapshots, score_all, train_model
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,9 @@ def run(
         mlflow.log_params(_flatten("split", split.model_dump()))
         mlflow.log_params({f"best.{k}": v for k, v in result.best_params.items()})
         mlflow.log_params({f"purge.{k}": v for k, v in result.purge.items()})
+        mlflow.log_params({f"calibration.{k}": v for k, v in result.calibration.items()})
         mlflow.log_params({"n_features": len(spec.names), "best_iteration": result.best_iteration})
+        mlflow.log_metric("search.best_valid_roc_auc", result.best_valid_roc_auc)
         mlflow.set_tags({"git_commit": git_commit(), "bundle_version": bundle.version,
                          **{f"data.{k}": str(v) for k, v in data_version.items()}})  # fmt: skip
         for part, by_scorer in result.metrics.items():
@@ -137,19 +140,28 @@ def run(
         _log_artifacts(result, frame, validation_report, Path(tmpdir))
         champion = current_champion(client, params.model_name)
         model_uri, version = log_pyfunc(bundle, example, params.model_name)
-        champ_metrics = None
+        champ_metrics, new_on_window, window_used = None, None, None
         if champion is not None:
+            # Compare only on the test months the champion saw no label of: where it was
+            # fitted, early-stopped or calibrated on their churn, its figures are in-sample.
+            window_used = comparison_window(
+                frame.loc[test_mask, "snapshot_date"].unique(), champion[1].meta,
+                window.horizon_days, window.lead_days,
+            )  # fmt: skip
+            dates = pd.to_datetime(pd.Series(window_used.dates, dtype="object"))
+            rows = frame.loc[test_mask & frame["snapshot_date"].isin(dates)]
+            new_on_window = score_all(bundle, rows, top_k=top_k, baselines=False)["model"]
             # The champion may use other features: absent ones are scored as missing.
             columns = list(dict.fromkeys([*frame.columns, *champion[1].feature_names]))
-            test_rows = frame.loc[test_mask].reindex(columns=columns)
             try:
-                champ_metrics = score_all(champion[1], test_rows, top_k=top_k)["model"]
+                champ_rows = rows.reindex(columns=columns)
+                champ_metrics = score_all(champion[1], champ_rows, top_k=top_k, baselines=False)["model"]
             except Exception:  # an unreadable old champion must not block a new model
                 log.exception("champion v%s cannot be scored on this test window", champion[0])
                 champ_metrics = {}
         decision = decide_promotion(
             result.metrics.get(TEST, {}).get("model", {}), champ_metrics, params.gate,
-            champion[0] if champion else None,
+            champion[0] if champion else None, new_on_window=new_on_window, window=window_used,
         )  # fmt: skip
         apply_decision(client, params.model_name, version, decision)
         mlflow.set_tags({"gate.alias": decision.alias, "gate.reason": decision.reason})
@@ -168,8 +180,10 @@ def run(
             "promoted": decision.promoted,
             "gate": decision.to_dict(),
             "split_dates": result.split_dates,
-            "rows": {p: int((result.parts == p).sum()) for p in ("train", "valid", "test")},
+            "rows": {p: int((result.parts == p).sum()) for p in (TRAIN, VALID, EMBARGO, TEST)},
             "purge": result.purge,
+            "calibration": result.calibration,
+            "best_valid_roc_auc": result.best_valid_roc_auc,
             "n_features": len(spec.names),
             "best_params": result.best_params,
             "best_iteration": result.best_iteration,

@@ -18,7 +18,14 @@ from models.config import GateParams, LightGBMParams, SplitParams, TrainParams
 from models.metrics import expected_calibration_error
 from models.registry import decide_promotion
 from models.synthetic import make_company
-from models.train import LABEL, join_snapshots, train_model
+from models.train import (
+    LABEL,
+    canonical_order,
+    crossfit_scores,
+    join_snapshots,
+    lightgbm_params,
+    train_model,
+)
 
 SPLIT = SplitParams(test_months=3, valid_months=2)
 FAST = TrainParams(search_trials=1, lightgbm=LightGBMParams(n_estimators=150, early_stopping_rounds=15))
@@ -118,15 +125,63 @@ def test_no_fitted_row_has_a_label_window_reaching_a_later_part(company, refit: 
     window_end = fitted + pd.Timedelta(days=90)  # _train's horizon default, lead 0
     later = pd.to_datetime(result.split_dates["test" if refit else "valid"]).min()
     assert len(fitted) and (window_end <= later).all()
-    assert not (result.parts[result.fit_rows] == "test").any()
+    assert not result.parts[result.fit_rows].isin(["test", "embargo"]).any()
     if not refit:
         assert (result.parts[result.fit_rows] == "train").all()
-    # the last train months and (with refit) the last valid months were purged, and recorded
+    # the last train months were purged, the months before test embargoed, and both recorded
     assert result.purge["train_rows_purged"] > 0 and result.bundle.meta["purged"]["train"] > 0
-    assert result.purge["refit_rows_purged"] > 0
+    assert result.purge["valid_rows_embargoed"] == int((result.parts == "embargo").sum()) > 0
+    assert result.bundle.meta["purged"]["embargo"] == result.purge["valid_rows_embargoed"]
     assert int(result.fit_rows.sum()) == result.bundle.meta["fit_rows"]
     n_fit = result.purge["refit_rows_fitted" if refit else "train_rows_fitted"]
     assert n_fit == int(result.fit_rows.sum())
+
+
+def test_validation_and_calibration_rows_never_see_a_test_month_churn(company) -> None:
+    """Early stopping, the search and calibration use no row labelled by churn in the test months."""
+    result, _ = _train(*company)
+    dates = {p: pd.to_datetime(v) for p, v in result.split_dates.items()}
+    first_test = dates["test"].min()
+    assert (dates["valid"] + pd.Timedelta(days=90) <= first_test).all()
+    assert (dates["embargo"] + pd.Timedelta(days=90) > first_test).all()
+    assert dates["valid"].max() < dates["embargo"].min() and dates["embargo"].max() < first_test
+    assert len(dates["valid"]) == SPLIT.valid_months  # the embargo does not eat validation months
+    # the model saw no label window ending after the first test date
+    assert pd.Timestamp(result.bundle.meta["label_end"]) <= first_test
+    valid_rows = int((result.parts == "valid").sum())
+    assert result.purge["valid_rows_used"] == valid_rows and result.purge["valid_rows_purged"] == 0
+    # test and embargoed labels change nothing: same trees, calibrator, features
+    features, snapshots = company
+    flipped = snapshots.copy()
+    hidden = flipped["snapshot_date"].isin([*dates["test"], *dates["embargo"]]) & flipped["label_observable"]
+    flipped.loc[hidden, "label"] = 1.0 - flipped.loc[hidden, "label"]
+    assert _train(features, flipped)[0].bundle.version == result.bundle.version
+
+
+def test_refit_model_is_calibrated_on_cross_fitted_scores(company) -> None:
+    result, _ = _train(*company)
+    cal = result.bundle.meta["calibration"]
+    assert cal["fitted_on"] == "crossfit" and cal["folds"] == 5
+    assert cal["rows"] == result.purge["calibration_rows"] == result.bundle.meta["fit_rows"]
+    no_refit, _ = _train(*company, params=FAST.model_copy(update={"refit_on_valid": False}))
+    cal = no_refit.bundle.meta["calibration"]
+    assert cal["fitted_on"] == "valid" and cal["rows"] == no_refit.purge["valid_rows_used"]
+
+
+def test_cross_fitted_scores_of_an_account_ignore_its_own_labels(company) -> None:
+    """Each account is scored by a booster that never saw its rows (out of fold)."""
+    frame = canonical_order(join_snapshots(*company), select_features(company[0]))
+    spec = select_features(company[0])
+    rows = frame[LABEL].notna()
+    params = lightgbm_params(FAST.lightgbm, 42, [0] * len(spec.names))
+    base = crossfit_scores(frame, rows, spec, params, 0.01, 5)
+    account = frame.loc[rows & (frame[LABEL] == 1), "account_id"].iloc[0]
+    own = (frame.loc[rows, "account_id"] == account).to_numpy()
+    flipped = frame.assign(**{LABEL: frame[LABEL].where(frame["account_id"] != account, 1 - frame[LABEL])})
+    other = crossfit_scores(flipped, rows, spec, params, 0.01, 5)
+    np.testing.assert_array_equal(other[own], base[own])
+    assert not np.array_equal(other[~own], base[~own])  # the other folds' boosters did see it
+    assert np.isfinite(base).all()
 
 
 def test_purge_counts_follow_the_label_window(company) -> None:
@@ -135,13 +190,30 @@ def test_purge_counts_follow_the_label_window(company) -> None:
     short = train_model(frame, spec, FAST, SPLIT, trained_at="t", horizon_days=28)
     long = train_model(frame, spec, FAST, SPLIT, trained_at="t", horizon_days=60, lead_days=30)
     assert short.purge["train_rows_purged"] < long.purge["train_rows_purged"]
+    assert short.purge["valid_rows_embargoed"] == 0 < long.purge["valid_rows_embargoed"]
     assert long.purge["train_rows_purged"] == _train(*company)[0].purge["train_rows_purged"]
 
 
-def test_purge_leaving_no_training_rows_names_split_params() -> None:
-    features, snapshots = make_company(200, 9, seed=2)  # 6 labelled months: 1 train, 2 valid, 3 test
+def test_too_few_months_for_the_embargo_names_split_and_window_params() -> None:
+    features, snapshots = make_company(200, 9, seed=2)  # 6 labelled months: 3 test + 2 embargoed + 2 valid
     frame = join_snapshots(features, snapshots)
-    with pytest.raises(InputError, match=r"split\.test_months.*horizon_days|horizon_days.*split\."):
+    with pytest.raises(InputError, match=r"split\.test_months.*horizon_days"):
+        train_model(frame, select_features(features), FAST, SPLIT, trained_at="t")
+
+
+def test_purge_leaving_no_training_rows_names_split_params() -> None:
+    features, snapshots = make_company(200, 11, seed=2)  # 8 labelled months: 1 train month, purged
+    frame = join_snapshots(features, snapshots)
+    with pytest.raises(InputError, match=r"purging training rows.*split\.test_months"):
+        train_model(frame, select_features(features), FAST, SPLIT, trained_at="t")
+
+
+def test_validation_months_with_one_class_name_the_params(company) -> None:
+    features, snapshots = company
+    probe, _ = _train(features, snapshots)
+    valid = snapshots["snapshot_date"].isin(pd.to_datetime(probe.split_dates["valid"]))
+    frame = join_snapshots(features, snapshots.assign(label=snapshots["label"].mask(valid, 0.0)))
+    with pytest.raises(InputError, match=r"validation months hold .* 1 class.*split\.valid_months"):
         train_model(frame, select_features(features), FAST, SPLIT, trained_at="t")
 
 
@@ -196,6 +268,12 @@ def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypat
     assert "champion v1" in second["gate"]["reason"]
     assert second["bundle_version"] == first["bundle_version"]
     assert second["purge"]["horizon_days"] == 90 and second["purge"]["train_rows_purged"] > 0
+    assert second["purge"]["valid_rows_embargoed"] == second["rows"]["embargo"] > 0
+    # the champion (v1) saw no label of the new test months: compared on all of them
+    assert (
+        second["gate"]["excluded_dates"] == []
+        and second["gate"]["compared_dates"] == first["split_dates"]["test"]
+    )
 
     run = mlflow.MlflowClient(uri).get_run(second["run_id"])
     assert run.data.tags["git_commit"] and run.data.tags["data.features_md5"]
@@ -203,6 +281,9 @@ def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypat
         "test.model.roc_auc" in run.data.metrics
         and "train.lightgbm.num_leaves" in run.data.params
         and "purge.train_rows_purged" in run.data.params
+        and "purge.valid_rows_embargoed" in run.data.params
+        and run.data.params["calibration.fitted_on"] == "crossfit"
+        and "search.best_valid_roc_auc" in run.data.metrics
     )
     artifacts = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(second["run_id"])}
     assert {"plots", "shap", "feature_importance", "data", "gate", "search"} <= artifacts
@@ -217,7 +298,7 @@ def test_train_stage_logs_registers_and_gates(tmp_path: Path, company, monkeypat
 
 
 def test_tiny_company_refit_rows_end_before_the_test_months(tiny_model) -> None:
-    """On the simulated tiny company: purge counts recomputed from the snapshots match."""
+    """On the simulated tiny company: purge and embargo counts recomputed from the snapshots match."""
     t = tiny_model
     summary = json.loads(t.train_summary.read_text())
     window = yaml.safe_load(t.params.read_text())["snapshots"]
@@ -234,4 +315,8 @@ def test_tiny_company_refit_rows_end_before_the_test_months(tiny_model) -> None:
     assert purge["train_rows_fitted"] == int((train & (d + days <= first_valid)).sum()) > 0
     assert purge["refit_rows_fitted"] == int(((train | valid) & (d + days <= first_test)).sum()) > 0
     assert purge["train_rows_purged"] == int(train.sum()) - purge["train_rows_fitted"] > 0
-    assert purge["refit_rows_purged"] == int((train | valid).sum()) - purge["refit_rows_fitted"] > 0
+    assert purge["refit_rows_purged"] == int((train | valid).sum()) - purge["refit_rows_fitted"]
+    # the rows before the test months whose window reaches them are embargoed: never used
+    embargo = (d < first_test) & (d + days > first_test)
+    assert purge["valid_rows_embargoed"] == int(embargo.sum()) == summary["rows"]["embargo"] > 0
+    assert not (embargo & (train | valid)).any()
