@@ -44,3 +44,32 @@ def test_top_step_of_all_churners_with_enough_rows_may_be_high_but_not_certain()
     cal = fit_calibrator(raw, y, "isotonic")
     p = cal.transform(np.array([1.0]))[0]
     assert 0.99 < p < 1.0 - 1e-3
+
+
+def test_block_minimum_comes_from_the_parameters() -> None:
+    rng = np.random.default_rng(2)
+    raw = rng.uniform(size=3000)
+    y = (rng.uniform(size=3000) < raw).astype(float)
+    assert min_block_size(3000) == 30 and min_block_size(100) == 20  # the params.yaml defaults
+    assert min_block_size(3000, min_rows=100, min_share=0.0) == 100
+    assert min_block_size(3000, min_rows=1, min_share=0.1) == 300
+    fine = fit_calibrator(raw, y, "isotonic")
+    coarse = fit_calibrator(raw, y, "isotonic", min_block_rows=300, min_block_share=0.0)
+    assert len(coarse.x) - 2 <= 3000 // 300 < len(fine.x) - 2  # x = [min, step centres..., max]
+
+
+def test_params_yaml_calibration_section_and_its_older_string_form() -> None:
+    from pathlib import Path
+
+    from churnguard.params import load_section
+    from models.calibration import MIN_BLOCK_ROWS, MIN_BLOCK_SHARE
+    from models.config import TrainParams
+
+    repo = load_section("train", TrainParams, Path(__file__).parents[1] / "params.yaml").calibration
+    assert (repo.method, repo.min_block_rows, repo.min_block_share) == (
+        "isotonic",
+        MIN_BLOCK_ROWS,
+        MIN_BLOCK_SHARE,
+    )
+    old = TrainParams.model_validate({"calibration": "sigmoid"}).calibration
+    assert (old.method, old.min_block_rows) == ("sigmoid", MIN_BLOCK_ROWS)

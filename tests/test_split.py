@@ -89,3 +89,42 @@ def test_purge_rejects_bad_window() -> None:
     dates, parts = _purge_case()
     with pytest.raises(InputError, match="horizon_days"):
         purge_overlapping(dates, parts, horizon_days=0, lead_days=0)
+
+
+def test_embargo_moves_validation_before_the_months_whose_window_reaches_test() -> None:
+    dates = _monthly(12)  # 2024-01 .. 2024-12, test = 2024-10 .. 2024-12
+    split = split_by_snapshot(dates, test_months=3, valid_months=2, embargo_days=90)
+    by_date = pd.DataFrame({"d": dates, "s": split}).drop_duplicates().set_index("d")["s"].sort_index()
+    # 2024-07-01 + 90 d = 2024-09-29 <= 2024-10-01: usable; 2024-08-01 and 2024-09-01 reach test
+    assert list(by_date) == ["train"] * 5 + ["valid"] * 2 + ["embargo"] * 2 + ["test"] * 3
+    # the test months are the same with or without the embargo
+    plain = split_by_snapshot(dates, 3, 2)
+    assert ((plain == "test") == (split == "test")).all()
+    assert train_cutoff(dates, 3, 2) >= dates[split == "valid"].min()
+
+
+def test_embargo_on_a_weekly_calendar_splits_inside_a_month() -> None:
+    dates = pd.Series(pd.date_range("2024-01-01", "2024-06-30", freq="W-MON"))
+    split = split_by_snapshot(dates, 1, 1, embargo_days=14)
+    first_test = dates[split == "test"].min()
+    embargo = dates[split == "embargo"]
+    assert len(embargo) and ((embargo + pd.Timedelta(days=14)) > first_test).all()
+    assert (dates[split == "valid"] + pd.Timedelta(days=14) <= first_test).all()
+    assert set(dates[split == "valid"].dt.month) == {5}  # May's last weeks embargoed, its first ones valid
+
+
+def test_too_few_months_for_an_embargo_names_the_window_params() -> None:
+    with pytest.raises(InputError, match=r"embargoed month.*horizon_days"):
+        split_by_snapshot(_monthly(7), 3, 2, embargo_days=90)
+    assert (split_by_snapshot(_monthly(7), 3, 2, embargo_days=28) != "embargo").all()
+
+
+def test_purge_drops_validation_rows_whose_window_reaches_test() -> None:
+    dates, parts = _purge_case()
+    purged = purge_overlapping(dates, parts, horizon_days=20, lead_days=5)
+    # valid 2025-04-01, 04-05 end by 2025-05-01 and are kept; 2025-04-15 + 25 d = 2025-05-10 is not
+    assert purged.valid.tolist() == [False] * 4 + [True, True, False] + [False] * 3
+    assert purged.purged_valid == 1
+    embargoed = parts.where(~(dates == pd.Timestamp("2025-04-15")), "embargo")
+    again = purge_overlapping(dates, embargoed, horizon_days=20, lead_days=5)
+    assert again.purged_valid == 0 and not again.refit[dates == pd.Timestamp("2025-04-15")].any()
