@@ -16,8 +16,8 @@ Embargoed rows are never fitted, early-stopped on, searched on or calibrated on.
 Between train and valid the same overlap exists; `purge_overlapping` drops those train
 rows from fitting (purging, as for any overlapping-label time series split).
 
-The features stage uses `train_cutoff` (the first validation snapshot date without an
-embargo, i.e. no earlier than the model's) to fit its only learnt parts on data before it.
+The features stage uses `train_cutoff` (the first validation snapshot date) to fit its
+only learnt parts (no churn labels) on data before it.
 """
 
 from __future__ import annotations
@@ -102,14 +102,17 @@ def split_by_snapshot(
     return out
 
 
-def train_cutoff(dates: pd.Series, test_months: int, valid_months: int) -> pd.Timestamp:
+def train_cutoff(
+    dates: pd.Series, test_months: int, valid_months: int, embargo_days: int = 0
+) -> pd.Timestamp:
     """The first snapshot date not in train: fitted feature parts use data before it.
 
-    That is the first validation snapshot date (the first test date when valid_months=0)
-    of the split without an embargo; the model's embargoed split starts validation no
-    later, so feature parts fitted before this date never see a test-month label either.
+    That is the first validation snapshot date (the first test date when valid_months=0).
+    With `embargo_days` (snapshots.lead_days + horizon_days, as `models.train` splits) it
+    is the model's own first validation date; without, the later one of the split without
+    an embargo, which still precedes every test date.
     """
-    split = split_by_snapshot(dates, test_months, valid_months)
+    split = split_by_snapshot(dates, test_months, valid_months, embargo_days)
     return pd.Timestamp(pd.to_datetime(dates[split != TRAIN]).min())
 
 

@@ -68,10 +68,15 @@ def run(
         oracle = pd.read_parquet(sim_truth / "oracle.parquet")
     metrics, curves = evaluate_test(bundle, test, params.top_k, oracle)
     metrics["model"] = {"version": bundle.version, "n_features": len(bundle.feature_names)}
-    # Model and baselines were fitted on the same purged rows (models.split.purge_overlapping).
+    # Model and baselines were fitted on the same purged rows (models.split.purge_overlapping);
+    # `embargo` rows (label windows reaching the test months) were never used at all.
     purged = bundle.meta.get("purged")
     if purged is not None:
         metrics["model"].update({f"purged_{k}_rows": int(v) for k, v in purged.items()})
+    calibration = bundle.meta.get("calibration")
+    if calibration is not None:
+        metrics["model"]["calibration_rows"] = int(calibration["rows"])
+        metrics["model"]["calibration_fitted_on"] = str(calibration["fitted_on"])
     metrics_path.parent.mkdir(parents=True, exist_ok=True)
     metrics_path.write_text(json.dumps(_clean(metrics), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     plots_dir.mkdir(parents=True, exist_ok=True)

@@ -100,7 +100,8 @@ def test_embargo_moves_validation_before_the_months_whose_window_reaches_test() 
     # the test months are the same with or without the embargo
     plain = split_by_snapshot(dates, 3, 2)
     assert ((plain == "test") == (split == "test")).all()
-    assert train_cutoff(dates, 3, 2) >= dates[split == "valid"].min()
+    assert train_cutoff(dates, 3, 2, embargo_days=90) == dates[split == "valid"].min()
+    assert train_cutoff(dates, 3, 2) > dates[split == "valid"].min()  # the features stage's call today
 
 
 def test_embargo_on_a_weekly_calendar_splits_inside_a_month() -> None:
