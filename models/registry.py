@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -140,7 +140,7 @@ def champion_label_end(meta: dict[str, Any], horizon_days: int, lead_days: int) 
 
 
 def comparison_window(
-    test_dates: Sequence[Any], champion_meta: dict[str, Any], horizon_days: int, lead_days: int
+    test_dates: Iterable[Any], champion_meta: dict[str, Any], horizon_days: int, lead_days: int
 ) -> ComparisonWindow:
     """Test dates whose label window [t + lead, ...) starts at or after the champion's label end."""
     dates = sorted({pd.Timestamp(d) for d in test_dates})
