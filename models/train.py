@@ -426,22 +426,20 @@ def train_model(
 
 
 def _check_classes(frame: pd.DataFrame, purged: PurgedRows, horizon_days: int, lead_days: int) -> None:
-    """InputError when the rows left for fitting or validation hold one class (or none)."""
+    """InputError when the rows left for validation or fitting hold one class (or none)."""
     window = f"snapshots.lead_days={lead_days} + horizon_days={horizon_days}"
-    y = frame.loc[purged.valid, LABEL]
-    if y.nunique() < 2:
-        raise InputError(
-            f"split: the validation months hold {len(y)} usable row(s) with {y.nunique()} class(es) once "
-            f"rows whose label window ({window}) reaches the test months are embargoed; raise "
-            "split.valid_months, lower split.test_months or snapshots.horizon_days, or provide more history"
-        )
-    y = frame.loc[purged.train, LABEL]
-    if y.nunique() < 2:
-        raise InputError(
-            f"split: after purging training rows whose label window ({window}) reaches the validation "
-            f"months, {len(y)} training row(s) with {y.nunique()} class(es) remain; lower "
-            "split.test_months / split.valid_months or provide more history"
-        )
+    checks = (
+        (purged.valid, "the validation months hold {n} usable row(s) with {k} class(es) once rows whose "
+         f"label window ({window}) reaches the test months are embargoed; raise split.valid_months, "
+         "lower split.test_months or snapshots.horizon_days, or provide more history"),
+        (purged.train, f"after purging training rows whose label window ({window}) reaches the "
+         "validation months, {n} training row(s) with {k} class(es) remain; lower split.test_months / "
+         "split.valid_months or provide more history"),
+    )  # fmt: skip
+    for rows, message in checks:
+        y = frame.loc[rows, LABEL]
+        if y.nunique() < 2:
+            raise InputError("split: " + message.format(n=len(y), k=y.nunique()))
 
 
 def score_all(
