@@ -48,7 +48,12 @@ def run(
     start = time.perf_counter()
     contrib = bundle.contributions(rows)
     reasons = reasons_from_contributions(
-        rows, bundle.feature_names, contrib, top_n=params.top_reasons, language=params.language
+        rows,
+        bundle.feature_names,
+        contrib,
+        top_n=params.top_reasons,
+        language=params.language,
+        reference=bundle.feature_reference,
     )
     elapsed = time.perf_counter() - start
     explanations = explanations_frame(rows, reasons)

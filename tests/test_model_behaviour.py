@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from models.bundle import ModelBundle, select_features
 from models.config import LightGBMParams, SplitParams, TrainParams
@@ -113,32 +115,75 @@ def test_tiny_model_direction_and_invariance(tiny_model) -> None:
     )
 
 
-def _collapse_usage_and_lose_champion(row: pd.DataFrame) -> pd.DataFrame:
-    """The same account with usage down 80% over the last 30 days and its champion gone."""
-    r = row.copy()
-    for c in r.columns:
-        if c.endswith("_vs_prev_30d_ratio") and not c.startswith("tickets"):
-            r[c] = 0.2
-        elif c in ("active_users_7d", "active_users_30d", "events_7d", "events_30d", "active_days_7d",
-                   "active_days_30d", "core_events_used_30d", "seat_utilisation_30d"):  # fmt: skip
-            r[c] = r[c] * 0.2
-        elif c == "events_slope_90d_rel":
-            r[c] = -0.8
-        elif c in ("champions_departed_90d", "key_contact_departed_90d"):
-            r[c] = 1.0
-        elif c == "champions_enabled":
-            r[c] = 0.0
-    return r
+def _collapse_in_raw_data(validated: Path, out: Path, account: str, t: pd.Timestamp) -> None:
+    """A copy of the clean tables where `account`'s usage in the 30 days before `t` falls by 80 %
+    (4 of every 5 events removed) and its champions leave 14 days before `t`.
+
+    Made in the data, not in feature columns, so that every feature that reads usage or users
+    moves together, as it would for a real account.
+    """
+    shutil.copytree(validated, out)
+    left = t - pd.Timedelta(days=14)
+    users = pd.read_parquet(out / "users.parquet")
+    mine = (users["account_id"] == account) & (
+        users["deactivated_at"].isna() | (users["deactivated_at"] >= t)
+    )
+    champions = mine & (users["role"] == "champion")
+    if not champions.any():  # the account's longest-standing user becomes its champion
+        champions = users.index == users.loc[mine, "created_at"].idxmin()
+        users.loc[champions, "role"] = "champion"
+    users.loc[champions, "deactivated_at"] = left
+    users.to_parquet(out / "users.parquet", index=False)
+    gone = set(users.loc[champions, "user_id"])
+    for part in sorted((out / "usage_events").glob("*.parquet")):
+        e = pd.read_parquet(part)
+        recent = np.flatnonzero(
+            (e["account_id"] == account)
+            & (e["timestamp"] >= t - pd.Timedelta(days=30))
+            & (e["timestamp"] < t)
+        )
+        after_leaving = np.flatnonzero(
+            (e["account_id"] == account) & e["user_id"].isin(gone) & (e["timestamp"] >= left)
+        )
+        drop = np.union1d(np.setdiff1d(recent, recent[::5]), after_leaving)
+        e.drop(index=e.index[drop]).to_parquet(part, index=False)
 
 
 @pytest.mark.slow
-def test_tiny_model_collapsing_usage_and_departed_champion_is_top_decile(tiny_model) -> None:
+def test_tiny_model_collapsing_usage_and_departed_champion_is_top_decile(tiny_model, tmp_path) -> None:
+    """An ordinary account whose usage collapses and whose champion leaves lands in the top decile."""
+    from pipeline import features as features_stage
+
     t = tiny_model
     bundle = ModelBundle.load(t.model)
     features = pd.read_parquet(t.features)
-    current = features.loc[features["snapshot_date"] == features["snapshot_date"].max()].reset_index(
-        drop=True
-    )
+    when = features["snapshot_date"].max()
+    current = features.loc[features["snapshot_date"] == when].reset_index(drop=True)
     risk = bundle.predict_proba(current)
-    typical = current.iloc[[int(np.argsort(risk)[len(risk) // 2])]]
-    assert bundle.predict_proba(_collapse_usage_and_lose_champion(typical))[0] >= np.quantile(risk, 0.9)
+    # The median-risk account among those whose contract can end within the label window (an
+    # annual contract renewing next year cannot churn in it, whatever its usage does).
+    horizon = yaml.safe_load(t.params.read_text(encoding="utf-8"))["snapshots"]["horizon_days"]
+    can_end = np.flatnonzero(current["days_to_renewal"].to_numpy() <= horizon)
+    account = str(current.loc[can_end[np.argsort(risk[can_end])[len(can_end) // 2]], "account_id"])
+
+    _collapse_in_raw_data(t.validated, tmp_path / "validated", account, pd.Timestamp(when))
+    features_stage.main(
+        [
+            "--validated", str(tmp_path / "validated"),
+            "--snapshots", str(t.snapshots),
+            "--out", str(tmp_path / "features.parquet"),
+            "--text-model", str(tmp_path / "text_model"),
+            "--metrics", str(tmp_path / "features.json"),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    after = pd.read_parquet(tmp_path / "features.parquet")
+    after = after.loc[after["snapshot_date"] == when].reset_index(drop=True)
+    others = after["account_id"] != account
+    pd.testing.assert_frame_equal(  # only the changed account moves
+        after.loc[others].reset_index(drop=True),
+        current.loc[current["account_id"] != account].reset_index(drop=True),
+    )
+    collapsed = after.loc[~others]
+    assert collapsed["champions_departed_90d"].iloc[0] >= 1
+    assert bundle.predict_proba(collapsed)[0] >= np.quantile(risk, 0.9)
