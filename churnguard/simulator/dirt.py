@@ -254,6 +254,10 @@ class Dirt:
         base_table = table.set_column(2, "timestamp", _iso_arrow(table.column("timestamp"))).set_column(
             4, "quantity", pa.array(qty, type=pa.float64(), from_pandas=True)
         )
+        # Events carry an id, as exports from an event pipeline do: only the id tells an
+        # exact re-delivery (duplicate_exact keeps it) from a second real event.
+        base_table = base_table.append_column("event_id", _event_ids(part, 0, n))
+        fresh = n  # copies with another fault get new ids, so only that fault makes them fail
 
         keys: list[np.ndarray] = []
         pieces: list[pa.Table] = []
@@ -286,6 +290,9 @@ class Dirt:
                 changes["account_id"] = pa.array(_fake_ids(rng, "acc_", 6, m), type=pa.string())
             elif code == "unknown_user":
                 changes["user_id"] = pa.array(_fake_ids(rng, "u_", 8, m), type=pa.string())
+            if code != "duplicate_exact":
+                changes["event_id"] = _event_ids(part, fresh, m)
+                fresh += m
             add(rows + 0.5, rows, **changes)
         tail = float(n + 1)
         late_sorted = late[np.argsort(-ts[late], kind="stable")]
@@ -294,13 +301,21 @@ class Dirt:
         fut_ts = pa.array(
             np.sort(rng.integers(_FUTURE_LO, _FUTURE_HI, len(fut))), type=pa.timestamp("us", tz="UTC")
         )
-        add(np.full(len(fut), tail + 1.5), fut, timestamp=_iso_arrow(fut_ts))
+        add(np.full(len(fut), tail + 1.5), fut, timestamp=_iso_arrow(fut_ts),
+            event_id=_event_ids(part, fresh, len(fut)))  # fmt: skip
+        fresh += len(fut)
         bad = chosen["unparseable_timestamp"]
         bad_ts = pa.array(rng.choice(BAD_TIMESTAMPS, len(bad)).tolist(), type=pa.string())
-        add(np.full(len(bad), tail + 2.5), bad, timestamp=bad_ts)
+        add(np.full(len(bad), tail + 2.5), bad, timestamp=bad_ts, event_id=_event_ids(part, fresh, len(bad)))
 
         order = np.argsort(np.concatenate(keys), kind="stable")
         return pa.concat_tables(pieces).combine_chunks().take(pa.array(order, type=pa.int64()))
+
+
+def _event_ids(part: int, start: int, m: int) -> pa.Array:
+    """`m` event ids unique within the company: the part and a running number."""
+    numbers = pc.cast(pa.array(np.arange(start, start + m, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"ev{part:04d}-"), numbers, pa.scalar(""))
 
 
 def _iso_arrow(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
