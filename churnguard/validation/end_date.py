@@ -139,7 +139,10 @@ def _warn_beyond_clock(
     total = sum(n for n, _ in all_days.values())
     latest = max(last for _, last in all_days.values())
     uncapped = infer_end_day(
-        pd.Series({d: n for d, (n, _) in all_days.items()}), density=density, gap_days=gap_days, max_tail=max_tail
+        pd.Series({d: n for d, (n, _) in all_days.items()}),
+        density=density,
+        gap_days=gap_days,
+        max_tail=max_tail,
     )
     moved = not days or uncapped > max(days)
     log.warning(
