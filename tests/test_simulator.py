@@ -267,7 +267,9 @@ def test_faults_json_uses_contract_codes_and_matches_the_files(dirty: tuple[Path
     codes = set(QUARANTINE_REASONS) | set(REPAIR_CODES)
     assert all(set(c) <= codes for c in faults.values())
     ev_faults = faults["usage_events"]
-    assert set(ev_faults) >= {"duplicate_exact", "future_timestamp", "unknown_account", "out_of_order"}
+    assert set(ev_faults) >= {
+        "duplicate_exact", "future_timestamp", "unknown_account", "out_of_order", "user_account_mismatch"
+    }  # fmt: skip
     ev = _events(raw)
     accounts = set(pd.read_parquet(raw / "accounts.parquet")["account_id"])
     users = set(pd.read_parquet(raw / "users.parquet")["user_id"])
@@ -279,6 +281,11 @@ def test_faults_json_uses_contract_codes_and_matches_the_files(dirty: tuple[Path
         ev_faults["unknown_user"]
     )
     assert ev["user_id"].isna().sum() == ev_faults["missing_required"]
+    user_account = pd.read_parquet(raw / "users.parquet").drop_duplicates("user_id").set_index("user_id")
+    home = ev["user_id"].map(user_account["account_id"])
+    assert (home.notna() & ev["account_id"].isin(accounts) & (home != ev["account_id"])).sum() == (
+        ev_faults["user_account_mismatch"]
+    )
     assert ev["quantity"].isna().sum() == ev_faults["defaulted_value"]
     assert (ev["quantity"] < 0).sum() == ev_faults["out_of_range"]
     assert ev.drop(columns=["_row"]).duplicated().sum() == ev_faults["duplicate_exact"]

@@ -50,7 +50,7 @@ _FUTURE_HI = int(pd.Timestamp("2099-12-31").value // 1000)
 
 EVENT_FAULTS = (
     "duplicate_exact", "missing_required", "unparseable_timestamp", "out_of_range", "future_timestamp",
-    "unknown_account", "unknown_user", "defaulted_value", "out_of_order",
+    "unknown_account", "unknown_user", "defaulted_value", "out_of_order", "user_account_mismatch",
 )  # fmt: skip
 
 Fault = Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]
@@ -235,10 +235,14 @@ class Dirt:
         acc_max = np.full(int(acc_idx.max()) + 1 if n else 0, np.iinfo(np.int64).min)
         np.maximum.at(acc_max, acc_idx, ts)
         late_ok = ts < acc_max[acc_idx]
+        # a user of another account needs another account in the part
+        acc_size = np.bincount(acc_idx) if n else np.zeros(0, dtype=np.int64)
+        other_ok = acc_size[acc_idx] < n if n else np.zeros(0, dtype=bool)
         free = np.ones(n, dtype=bool)
         chosen: dict[str, np.ndarray] = {}
         for code in EVENT_FAULTS:
-            pool = np.flatnonzero(free & (late_ok if code == "out_of_order" else True))
+            eligible = {"out_of_order": late_ok, "user_account_mismatch": other_ok}.get(code, True)
+            pool = np.flatnonzero(free & eligible)
             m = min(k, len(pool))
             rows = np.sort(rng.choice(pool, size=m, replace=False)) if m else np.zeros(0, dtype=np.int64)
             if code == "out_of_order" and m:
@@ -278,6 +282,7 @@ class Dirt:
             "out_of_range",
             "unknown_account",
             "unknown_user",
+            "user_account_mismatch",
         ):
             rows = chosen[code]
             m = len(rows)
@@ -290,6 +295,8 @@ class Dirt:
                 changes["account_id"] = pa.array(_fake_ids(rng, "acc_", 6, m), type=pa.string())
             elif code == "unknown_user":
                 changes["user_id"] = pa.array(_fake_ids(rng, "u_", 8, m), type=pa.string())
+            elif code == "user_account_mismatch":
+                changes["user_id"] = table.column("user_id").take(_rows_of_other_accounts(rng, acc_idx, rows))
             if code != "duplicate_exact":
                 changes["event_id"] = _event_ids(part, fresh, m)
                 fresh += m
@@ -310,6 +317,16 @@ class Dirt:
 
         order = np.argsort(np.concatenate(keys), kind="stable")
         return pa.concat_tables(pieces).combine_chunks().take(pa.array(order, type=pa.int64()))
+
+
+def _rows_of_other_accounts(rng: np.random.Generator, acc_idx: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """For each of `rows`, a random row of the part whose account is another one."""
+    by_account = np.argsort(acc_idx, kind="stable")  # each account's rows form one block
+    size = np.bincount(acc_idx)
+    end = np.cumsum(size)[acc_idx[rows]]
+    outside = len(acc_idx) - size[acc_idx[rows]]  # > 0: rows were chosen where another account exists
+    picks = (end + rng.integers(0, outside)) % len(acc_idx)
+    return pa.array(by_account[picks], type=pa.int64())
 
 
 def _event_ids(part: int, start: int, m: int) -> pa.Array:
