@@ -2,7 +2,7 @@
 
 Inference (documented in docs/data_contract.md): count the event timestamps that parse
 and are not later than the wall clock + `max_ahead_days` (1 day by default, None = no
-cap; the run logs a warning naming how many events were beyond it) per UTC day. Walking back from the latest
+cap; a warning counts the events beyond it) per UTC day. Walking back from the latest
 day, drop days that are sparse (< 2 % of the median day's events) or detached (more
 than 7 days after the previous day with events), but never more than 1 % of all
 events. The data end is the latest event timestamp on the remaining last day. Events
@@ -101,11 +101,8 @@ def infer_data_end(
     not dropped: validation quarantines those on or after the cut-off as future_timestamp).
     """
     ts = timestamp_sql(ts_column, ts_type)
-    ceiling = None
-    if max_ahead_days is not None:
-        ceiling = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + pd.Timedelta(
-            days=max_ahead_days
-        )
+    utc_now = now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
+    ceiling = None if max_ahead_days is None else utc_now + pd.Timedelta(days=max_ahead_days)
     bound = "NULL" if ceiling is None else f"TIMESTAMP '{ceiling.isoformat(sep=' ')}'"
     # One scan, no WHERE: a filter on the parsed value would make DuckDB parse it again.
     rows = con.execute(
@@ -114,11 +111,11 @@ def infer_data_end(
     ).fetchall()
     all_days = {pd.Timestamp(d): (n, pd.Timestamp(last)) for d, n, last, _ in rows if d is not None}
     days = all_days
-    if ceiling is not None and max_ahead_days is not None:
+    if ceiling is not None:
         days = {d: v for d, v in all_days.items() if v[1] < ceiling}
         beyond = sum(int(b) for d, _, _, b in rows if d is not None)
         if beyond:
-            _warn_beyond_clock(all_days, days, beyond, ceiling, max_ahead_days, density, gap_days, max_tail)
+            _warn_beyond_clock(all_days, days, beyond, ceiling, density, gap_days, max_tail)
     if not days:
         return None
     daily = pd.Series({d: n for d, (n, _) in days.items()})
@@ -131,7 +128,6 @@ def _warn_beyond_clock(
     days: dict[pd.Timestamp, tuple[int, pd.Timestamp]],
     beyond: int,
     ceiling: pd.Timestamp,
-    max_ahead_days: float,
     density: float,
     gap_days: int,
     max_tail: float,
@@ -146,11 +142,11 @@ def _warn_beyond_clock(
     )
     moved = not days or uncapped > max(days)
     log.warning(
-        "data end: %d event timestamp(s) (%.3f %% of %d, latest %s) are later than this machine's clock "
-        "+ %g day(s) (%s), so they do not count toward the inferred data end; those on or after the "
-        "cut-off are quarantined as future_timestamp.%s If the export is legitimately ahead of this "
-        "clock (time zones, clock skew, fixtures), set validate.end_date, or raise "
-        "validate.end_max_ahead_days (null = no cap).",
-        beyond, 100 * beyond / total, total, latest, max_ahead_days, ceiling,
+        "data end: %d event timestamp(s) (%.3f %% of %d, latest %s) are later than this machine's "
+        "clock + validate.end_max_ahead_days (%s), so they do not count toward the inferred data "
+        "end; those on or after the cut-off are quarantined as future_timestamp.%s If the export "
+        "is legitimately ahead of this clock (time zones, clock skew, fixtures), set "
+        "validate.end_date, or raise validate.end_max_ahead_days (null = no cap).",
+        beyond, 100 * beyond / total, total, latest, ceiling,
         f" Without the cap the data would end on {uncapped.date()}." if moved else "",
     )  # fmt: skip
