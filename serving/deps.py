@@ -1,4 +1,4 @@
-"""Dependencies as `Annotated` aliases: settings, the served state, and API-key auth."""
+"""Dependencies as `Annotated` aliases: settings, the served state, API-key auth, CS page sessions."""
 
 from __future__ import annotations
 
