@@ -162,7 +162,9 @@ USERS = Table(
 USAGE_EVENTS = Table(
     name="usage_events",
     required=True,
-    key=("account_id", "user_id", "timestamp", "event"),
+    # Only an event id tells a re-delivered row from a second real event (two identical
+    # API calls in one second are real usage); rows without one are never duplicates.
+    key=("event_id",),
     time_column="timestamp",
     references=(("account_id", "accounts"), ("user_id", "users")),
     check_time_order=True,
@@ -173,6 +175,7 @@ USAGE_EVENTS = Table(
         Column("timestamp", "timestamp", required=True),
         Column("event", "category", required=True, description="event name (open set)"),
         Column("quantity", "float", min_value=0.0, default=1.0, description="defaults to 1"),
+        Column("event_id", "id", description="unique id of the event, when the export has one"),
     ),
     example={
         "account_id": "A000017",
@@ -180,6 +183,7 @@ USAGE_EVENTS = Table(
         "timestamp": "2026-02-11T14:03:27Z",
         "event": "report_created",
         "quantity": 1.0,
+        "event_id": "e-8f14e45f",
     },
 )
 
@@ -258,6 +262,7 @@ QUARANTINE_REASONS: tuple[str, ...] = (
     "duplicate_key",  # same key as an earlier row, other values differ
     "unknown_account",  # account_id not in accounts
     "unknown_user",  # user_id not in users (only when users is given)
+    "user_account_mismatch",  # user_id belongs to another account in users
 )
 
 # Repairs counted in the validation report but not quarantined (the row is kept).
@@ -317,7 +322,12 @@ def clean_schema(table: Table):  # -> pandera.pandas.DataFrameSchema (lazy impor
         dtype = clean_dtypes(table)[col.name]
         nullable = not col.required and col.default is None
         columns[col.name] = pa.Column(dtype, checks=checks, nullable=nullable, required=True)
-    return pa.DataFrameSchema(columns, unique=list(table.key), strict=True, name=table.name)
+    key = list(table.key)
+    if all(table.column(k).required for k in key):
+        return pa.DataFrameSchema(columns, unique=key, strict=True, name=table.name)
+    # An optional key identifies only the rows that have it.
+    unique_given = pa.Check(lambda df: not df.dropna(subset=key).duplicated(key).any(), name="unique_key")
+    return pa.DataFrameSchema(columns, checks=[unique_given], strict=True, name=table.name)
 
 
 def render_markdown() -> str:
@@ -326,7 +336,9 @@ def render_markdown() -> str:
     for table in TABLES.values():
         status = "required" if table.required else "optional"
         lines += [f"### `{table.name}` ({status})", "", table.description, ""]
-        lines += [f"- Key: `{', '.join(table.key)}`."]
+        optional = [k for k in table.key if not table.column(k).required]
+        when = " (when given: rows without it are never duplicates)" if optional else ""
+        lines += [f"- Key: `{', '.join(table.key)}`{when}."]
         if table.order_rules:
             rules = "; ".join(f"`{later}` ≥ `{earlier}`" for earlier, later in table.order_rules)
             lines += [f"- Order: {rules}."]

@@ -21,7 +21,7 @@ from churnguard.stage import run_stage
 from churnguard.validation import ValidateParams
 from churnguard.validation.end_date import future_cutoff, infer_data_end, parse_end_date
 from churnguard.validation.events import stage_events, staged_relation, validate_events
-from churnguard.validation.frames import connect, validate_frame
+from churnguard.validation.frames import connect, user_accounts_frame, validate_frame
 from churnguard.validation.inputs import find_inputs, fingerprint, read_table_file
 from churnguard.validation.rules import RuleContext, check_invariant
 
@@ -49,6 +49,7 @@ def run(
     end_density: float = ValidateParams().end_density,
     end_gap_days: int = ValidateParams().end_gap_days,
     end_max_tail: float = ValidateParams().end_max_tail,
+    end_max_ahead_days: float | None = ValidateParams().end_max_ahead_days,
     memory_limit: str = ValidateParams().memory_limit,
     now: pd.Timestamp | None = None,
 ) -> dict[str, Any]:
@@ -80,6 +81,7 @@ def run(
                 density=end_density,
                 gap_days=end_gap_days,
                 max_tail=end_max_tail,
+                max_ahead_days=end_max_ahead_days,
             )
             if inferred is None:
                 raise InputError(
@@ -92,21 +94,28 @@ def run(
 
         tables: dict[str, dict[str, Any]] = {}
         clean_ids: dict[str, pd.Series] = {}
+        user_accounts: pd.DataFrame | None = None  # the clean users' (user_id, account_id)
         for name, raw in small.items():
             table = TABLES[name]
             refs = {t: clean_ids[t] for _, t in table.references if t in clean_ids}
-            result = validate_frame(raw, table, future_cutoff=cutoff, references=refs)
+            pairs = user_accounts if "users" in refs else None
+            result = validate_frame(raw, table, future_cutoff=cutoff, references=refs, user_accounts=pairs)
             result.clean.to_parquet(out_dir / f"{name}.parquet", index=False)
             result.quarantine.to_parquet(out_dir / "quarantine" / f"{name}.parquet", index=False)
             tables[name] = result.report
             clean_ids[name] = result.clean[table.key[0]]
+            if name == "users":
+                user_accounts = result.clean[["user_id", "account_id"]]
             log.info("%s: %s", name, result.report)
 
         for name, ids in clean_ids.items():
             con.register(f"_ids_{name}", pd.DataFrame({"id": ids.drop_duplicates()}))
+        if user_accounts is not None:
+            con.register("_user_accounts", user_accounts_frame(user_accounts))
         ctx = RuleContext(
             future_cutoff=cutoff,
             references={name: f"_ids_{name}" for name in clean_ids if name in ("accounts", "users")},
+            user_accounts="_user_accounts" if user_accounts is not None else None,
         )
         tables["usage_events"] = validate_events(
             con, staged, out_dir, out_dir / "quarantine" / "usage_events.parquet", work, ctx
@@ -167,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
         end_density=params.end_density,
         end_gap_days=params.end_gap_days,
         end_max_tail=params.end_max_tail,
+        end_max_ahead_days=params.end_max_ahead_days,
         memory_limit=params.memory_limit,
     )
     print(json.dumps(report["totals"]))

@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     reason_language: str = "en"
     top_reasons: int = Field(3, ge=1, le=10)
     cookie_secure: bool = Field(False, description="Mark the CS page's session cookie Secure (behind HTTPS).")
+    session_secret: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="Signs the CS page's session cookies; unset = random per process (a restart logs "
+        "everyone out, and several workers need one shared secret).",
+    )
+    session_hours: float = Field(
+        12.0, gt=0, le=24 * 30, description="Lifetime of a CS page sign-in, from when it was made."
+    )
 
 
 @lru_cache(maxsize=1)

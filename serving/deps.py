@@ -1,12 +1,17 @@
-"""Dependencies as `Annotated` aliases: settings, the served state, and API-key auth."""
+"""Dependencies as `Annotated` aliases: settings, the served state, API-key auth, CS page sessions."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
+import time
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from pydantic import SecretStr
 
 from serving.config import Settings
 from serving.state import ScoreStore, ServingModel, ServingState
@@ -79,18 +84,110 @@ Reader = Annotated[str, Depends(require_reader)]
 Admin = Annotated[str, Depends(require_admin)]
 
 
-def session_token(settings: Settings) -> str | None:
-    """The CS page's cookie value: an HMAC of the read key, so the cookie never holds the key."""
-    key = settings.api_key or settings.admin_key
+# --- CS page sessions -------------------------------------------------------------------
+# The cookie is `v1.<role>.<issued>.<expires>.<nonce>.<mac>`: the MAC (HMAC-SHA256) is keyed
+# by the server secret mixed with the API key the user signed in with, so a token is
+# rejected once it expires, once that key changes (rotation revokes every session made
+# with it), or when any part of it is altered. It holds no key and nothing secret.
+_SESSION_VERSION = "v1"
+_CLOCK_SKEW_S = 60  # a token "issued" later than this after now is forged or from a bad clock
+
+
+@lru_cache(maxsize=1)
+def _process_secret() -> bytes:
+    """The signing secret when CHURNGUARD_SESSION_SECRET is unset: random, for this process only."""
+    return secrets.token_bytes(32)
+
+
+def _server_secret(settings: Settings) -> bytes:
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value().encode()
+    return _process_secret()
+
+
+def _role_key(settings: Settings, role: str) -> SecretStr | None:
+    return {"reader": settings.api_key, "admin": settings.admin_key}.get(role)
+
+
+def _mac(settings: Settings, role: str, payload: str) -> str | None:
+    key = _role_key(settings, role)
     if key is None:
         return None
-    return hmac.new(key.get_secret_value().encode(), b"churnguard-page-session", hashlib.sha256).hexdigest()
+    signing_key = hmac.new(_server_secret(settings), b"churnguard-page|" + key.get_secret_value().encode(),
+                           hashlib.sha256).digest()  # fmt: skip
+    return hmac.new(signing_key, payload.encode(), hashlib.sha256).hexdigest()
+
+
+def issue_session(settings: Settings, role: str, now: float | None = None) -> str:
+    """A signed session token for a user who just signed in with the `role`'s key."""
+    issued = int(time.time() if now is None else now)
+    expires = issued + int(settings.session_hours * 3600)
+    payload = f"{_SESSION_VERSION}.{role}.{issued}.{expires}.{secrets.token_hex(8)}"
+    mac = _mac(settings, role, payload)
+    if mac is None:
+        raise ValueError(f"no key configured for role {role!r}")
+    return f"{payload}.{mac}"
+
+
+@dataclass(frozen=True)
+class PageSession:
+    """A verified CS page session."""
+
+    role: str
+    issued: int
+    expires: int
+    token_id: str  # the nonce: what logout revokes
+
+
+def verify_session(settings: Settings, token: str | None, now: float | None = None) -> PageSession | None:
+    """The session a cookie holds, or None when it is missing, malformed, altered, expired,
+    made with a key that has since changed, or longer-lived than the current setting allows."""
+    if not token or len(token) > 200:
+        return None
+    parts = token.split(".")
+    if len(parts) != 6 or parts[0] != _SESSION_VERSION:
+        return None
+    _, role, issued_s, expires_s, nonce, mac = parts
+    expected = _mac(settings, role, ".".join(parts[:5]))
+    if expected is None or not hmac.compare_digest(mac.encode(), expected.encode()):
+        return None
+    try:
+        issued, expires = int(issued_s), int(expires_s)
+    except ValueError:
+        return None
+    t = time.time() if now is None else now
+    if not (issued - _CLOCK_SKEW_S <= t < expires) or expires - issued > settings.session_hours * 3600:
+        return None
+    return PageSession(role=role, issued=issued, expires=expires, token_id=nonce)
+
+
+def _revoked(request: Request) -> dict[str, int]:
+    """Token ids signed out in this process, with their expiry (kept until then)."""
+    revoked: dict[str, int] | None = getattr(request.app.state, "revoked_sessions", None)
+    if revoked is None:
+        revoked = request.app.state.revoked_sessions = {}
+    return revoked
+
+
+def revoke_session(request: Request, session: PageSession) -> None:
+    """Refuse this token from now on (in this process), e.g. a copy taken before logout."""
+    revoked = _revoked(request)
+    now = time.time()
+    for token_id in [t for t, exp in revoked.items() if exp <= now]:
+        del revoked[token_id]
+    revoked[session.token_id] = session.expires
+
+
+def page_session(request: Request, settings: Settings) -> PageSession | None:
+    """The request's valid, not signed-out CS page session, if any."""
+    session = verify_session(settings, request.cookies.get(SESSION_COOKIE))
+    if session is None or session.token_id in _revoked(request):
+        return None
+    return session
 
 
 def has_page_session(request: Request, settings: Settings) -> bool:
-    token = session_token(settings)
-    given = request.cookies.get(SESSION_COOKIE)
-    return token is not None and given is not None and hmac.compare_digest(given.encode(), token.encode())
+    return page_session(request, settings) is not None
 
 
 def _not_ready(what: str, state: ServingState) -> HTTPException:

@@ -131,6 +131,13 @@ def test_cs_page_end_to_end(server: str, company: Company, tmp_path: Path) -> No
             assert reasons and reasons[0] == first["reason_1"]
             assert first["action_1"] in page.inner_text("#reasons")
             assert page.locator("#trend circle").count() == 3  # three scoring runs in the history
+
+            # the session cookie is out of reach of scripts; log out ends it
+            assert page.evaluate("document.cookie") == ""
+            page.click("form.logout button[type=submit]")
+            page.wait_for_url("**/login")
+            page.goto(f"{server}/")
+            assert page.url.endswith("/login")
         finally:
             browser.close()
 

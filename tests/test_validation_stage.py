@@ -83,12 +83,13 @@ def _company(n_events: int = 400, seed: int = 0) -> dict[str, pd.DataFrame]:
             "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "event": rng.choice(["login", "report_created", "Export"], n_events),
             "quantity": rng.choice(["1", "2", ""], n_events),
+            "event_id": [f"ev-{i}" for i in range(n_events)],
         }
     )
     events.loc[5, "timestamp"] = "not a time"
     events.loc[7, "account_id"] = "A404"
     events.loc[9, "timestamp"] = "2031-01-01T00:00:00Z"  # absurdly in the future
-    events = pd.concat([events, events.iloc[[11]]], ignore_index=True)  # an exact duplicate
+    events = pd.concat([events, events.iloc[[11]]], ignore_index=True)  # an exact duplicate (same event_id)
     return {
         "accounts": accounts,
         "users": users,

@@ -50,7 +50,7 @@ _FUTURE_HI = int(pd.Timestamp("2099-12-31").value // 1000)
 
 EVENT_FAULTS = (
     "duplicate_exact", "missing_required", "unparseable_timestamp", "out_of_range", "future_timestamp",
-    "unknown_account", "unknown_user", "defaulted_value", "out_of_order",
+    "unknown_account", "unknown_user", "defaulted_value", "out_of_order", "user_account_mismatch",
 )  # fmt: skip
 
 Fault = Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]
@@ -235,10 +235,14 @@ class Dirt:
         acc_max = np.full(int(acc_idx.max()) + 1 if n else 0, np.iinfo(np.int64).min)
         np.maximum.at(acc_max, acc_idx, ts)
         late_ok = ts < acc_max[acc_idx]
+        # a user of another account needs another account in the part
+        acc_size = np.bincount(acc_idx) if n else np.zeros(0, dtype=np.int64)
+        other_ok = acc_size[acc_idx] < n if n else np.zeros(0, dtype=bool)
         free = np.ones(n, dtype=bool)
         chosen: dict[str, np.ndarray] = {}
         for code in EVENT_FAULTS:
-            pool = np.flatnonzero(free & (late_ok if code == "out_of_order" else True))
+            eligible = {"out_of_order": late_ok, "user_account_mismatch": other_ok}.get(code, True)
+            pool = np.flatnonzero(free & eligible)
             m = min(k, len(pool))
             rows = np.sort(rng.choice(pool, size=m, replace=False)) if m else np.zeros(0, dtype=np.int64)
             if code == "out_of_order" and m:
@@ -254,6 +258,10 @@ class Dirt:
         base_table = table.set_column(2, "timestamp", _iso_arrow(table.column("timestamp"))).set_column(
             4, "quantity", pa.array(qty, type=pa.float64(), from_pandas=True)
         )
+        # Events carry an id, as exports from an event pipeline do: only the id tells an
+        # exact re-delivery (duplicate_exact keeps it) from a second real event.
+        base_table = base_table.append_column("event_id", _event_ids(part, 0, n))
+        fresh = n  # copies with another fault get new ids, so only that fault makes them fail
 
         keys: list[np.ndarray] = []
         pieces: list[pa.Table] = []
@@ -274,6 +282,7 @@ class Dirt:
             "out_of_range",
             "unknown_account",
             "unknown_user",
+            "user_account_mismatch",
         ):
             rows = chosen[code]
             m = len(rows)
@@ -286,6 +295,11 @@ class Dirt:
                 changes["account_id"] = pa.array(_fake_ids(rng, "acc_", 6, m), type=pa.string())
             elif code == "unknown_user":
                 changes["user_id"] = pa.array(_fake_ids(rng, "u_", 8, m), type=pa.string())
+            elif code == "user_account_mismatch":
+                changes["user_id"] = table.column("user_id").take(_rows_of_other_accounts(rng, acc_idx, rows))
+            if code != "duplicate_exact":
+                changes["event_id"] = _event_ids(part, fresh, m)
+                fresh += m
             add(rows + 0.5, rows, **changes)
         tail = float(n + 1)
         late_sorted = late[np.argsort(-ts[late], kind="stable")]
@@ -294,13 +308,31 @@ class Dirt:
         fut_ts = pa.array(
             np.sort(rng.integers(_FUTURE_LO, _FUTURE_HI, len(fut))), type=pa.timestamp("us", tz="UTC")
         )
-        add(np.full(len(fut), tail + 1.5), fut, timestamp=_iso_arrow(fut_ts))
+        add(np.full(len(fut), tail + 1.5), fut, timestamp=_iso_arrow(fut_ts),
+            event_id=_event_ids(part, fresh, len(fut)))  # fmt: skip
+        fresh += len(fut)
         bad = chosen["unparseable_timestamp"]
         bad_ts = pa.array(rng.choice(BAD_TIMESTAMPS, len(bad)).tolist(), type=pa.string())
-        add(np.full(len(bad), tail + 2.5), bad, timestamp=bad_ts)
+        add(np.full(len(bad), tail + 2.5), bad, timestamp=bad_ts, event_id=_event_ids(part, fresh, len(bad)))
 
         order = np.argsort(np.concatenate(keys), kind="stable")
         return pa.concat_tables(pieces).combine_chunks().take(pa.array(order, type=pa.int64()))
+
+
+def _rows_of_other_accounts(rng: np.random.Generator, acc_idx: np.ndarray, rows: np.ndarray) -> pa.Array:
+    """For each of `rows`, a random row of the part whose account is another one."""
+    by_account = np.argsort(acc_idx, kind="stable")  # each account's rows form one block
+    size = np.bincount(acc_idx)
+    end = np.cumsum(size)[acc_idx[rows]]
+    outside = len(acc_idx) - size[acc_idx[rows]]  # > 0: rows were chosen where another account exists
+    picks = (end + rng.integers(0, outside)) % len(acc_idx)
+    return pa.array(by_account[picks], type=pa.int64())
+
+
+def _event_ids(part: int, start: int, m: int) -> pa.Array:
+    """`m` event ids unique within the company: the part and a running number."""
+    numbers = pc.cast(pa.array(np.arange(start, start + m, dtype=np.int64)), pa.string())
+    return pc.binary_join_element_wise(pa.scalar(f"ev{part:04d}-"), numbers, pa.scalar(""))
 
 
 def _iso_arrow(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

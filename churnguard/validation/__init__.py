@@ -6,6 +6,10 @@ through the same rules bucket by bucket; `pipeline/validate.py` wires them to fi
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
 from churnguard.params import Section
 from churnguard.validation.frames import TableResult, validate_frame
 from churnguard.validation.rules import check_invariant
@@ -22,6 +26,9 @@ class ValidateParams(Section):
     end_density: float = 0.02
     end_gap_days: int = 7
     end_max_tail: float = 0.01
+    # Event timestamps later than the wall clock + this many days are left out of the
+    # inference (and counted in a warning); None = no cap. 1 day covers any time zone.
+    end_max_ahead_days: Annotated[float, Field(ge=0)] | None = 1.0
     memory_limit: str = "3GB"  # DuckDB's memory cap; it spills to disk beyond it
 
 

@@ -1,7 +1,8 @@
 """The data's end date: declared in params.yaml, or inferred from the event log.
 
 Inference (documented in docs/data_contract.md): count the event timestamps that parse
-and are not after the wall clock (+1 day) per UTC day. Walking back from the latest
+and are not later than the wall clock + `max_ahead_days` (1 day by default, None = no
+cap; a warning counts the events beyond it) per UTC day. Walking back from the latest
 day, drop days that are sparse (< 2 % of the median day's events) or detached (more
 than 7 days after the previous day with events), but never more than 1 % of all
 events. The data end is the latest event timestamp on the remaining last day. Events
@@ -14,11 +15,15 @@ end of a paid term).
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 import pandas as pd
 
 from churnguard.errors import InputError
 from churnguard.validation.rules import quote
+
+log = logging.getLogger(__name__)
 
 
 def parse_end_date(value: str) -> pd.Timestamp:
@@ -87,19 +92,61 @@ def infer_data_end(
     density: float = 0.02,
     gap_days: int = 7,
     max_tail: float = 0.01,
+    max_ahead_days: float | None = 1.0,
 ) -> pd.Timestamp | None:
-    """Infer the data end from the event timestamps in `relation` (None when none parse)."""
+    """Infer the data end from the event timestamps in `relation` (None when none parse).
+
+    Timestamps later than `now` + `max_ahead_days` (None: no cap) cannot be the end of a
+    real export; they are left out of the inference and counted in a warning (they are
+    not dropped: validation quarantines those on or after the cut-off as future_timestamp).
+    """
     ts = timestamp_sql(ts_column, ts_type)
-    ceiling = (now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now) + pd.Timedelta(days=1)
+    utc_now = now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
+    ceiling = None if max_ahead_days is None else utc_now + pd.Timedelta(days=max_ahead_days)
+    bound = "NULL" if ceiling is None else f"TIMESTAMP '{ceiling.isoformat(sep=' ')}'"
     # One scan, no WHERE: a filter on the parsed value would make DuckDB parse it again.
     rows = con.execute(
-        f"SELECT CAST(date_trunc('day', ts) AS TIMESTAMP) AS d, count(*), max(ts) "
+        f"SELECT CAST(date_trunc('day', ts) AS TIMESTAMP) AS d, count(*), max(ts), count_if(ts >= {bound}) "
         f"FROM (SELECT {ts} AS ts FROM {relation}) GROUP BY d"
     ).fetchall()
-    days = {pd.Timestamp(d): (n, pd.Timestamp(last)) for d, n, last in rows if d is not None}
-    days = {d: v for d, v in days.items() if v[1] < ceiling}
+    all_days = {pd.Timestamp(d): (n, pd.Timestamp(last)) for d, n, last, _ in rows if d is not None}
+    days = all_days
+    if ceiling is not None:
+        days = {d: v for d, v in all_days.items() if v[1] < ceiling}
+        beyond = sum(int(b) for d, _, _, b in rows if d is not None)
+        if beyond:
+            _warn_beyond_clock(all_days, days, beyond, ceiling, density, gap_days, max_tail)
     if not days:
         return None
     daily = pd.Series({d: n for d, (n, _) in days.items()})
     end_day = infer_end_day(daily, density=density, gap_days=gap_days, max_tail=max_tail)
     return days[end_day][1].as_unit("us")
+
+
+def _warn_beyond_clock(
+    all_days: dict[pd.Timestamp, tuple[int, pd.Timestamp]],
+    days: dict[pd.Timestamp, tuple[int, pd.Timestamp]],
+    beyond: int,
+    ceiling: pd.Timestamp,
+    density: float,
+    gap_days: int,
+    max_tail: float,
+) -> None:
+    total = sum(n for n, _ in all_days.values())
+    latest = max(last for _, last in all_days.values())
+    uncapped = infer_end_day(
+        pd.Series({d: n for d, (n, _) in all_days.items()}),
+        density=density,
+        gap_days=gap_days,
+        max_tail=max_tail,
+    )
+    moved = not days or uncapped > max(days)
+    log.warning(
+        "data end: %d event timestamp(s) (%.3f %% of %d, latest %s) are later than this machine's "
+        "clock + validate.end_max_ahead_days (%s), so they do not count toward the inferred data "
+        "end; those on or after the cut-off are quarantined as future_timestamp.%s If the export "
+        "is legitimately ahead of this clock (time zones, clock skew, fixtures), set "
+        "validate.end_date, or raise validate.end_max_ahead_days (null = no cap).",
+        beyond, 100 * beyond / total, total, latest, ceiling,
+        f" Without the cap the data would end on {uncapped.date()}." if moved else "",
+    )  # fmt: skip

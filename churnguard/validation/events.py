@@ -196,6 +196,7 @@ def _write_empty_events(path: Path) -> None:
             ("timestamp", pa.timestamp("us")),
             ("event", pa.string()),
             ("quantity", pa.float64()),
+            ("event_id", pa.string()),
         ]
     )
     pq.write_table(schema.empty_table(), path)

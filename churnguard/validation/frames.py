@@ -107,18 +107,28 @@ def coerce_clean(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return out
 
 
+def user_accounts_frame(users: pd.DataFrame) -> pd.DataFrame:
+    """The relation `RuleContext.user_accounts` expects (`id`, `account_id`), from clean users."""
+    return pd.DataFrame(
+        {"id": users["user_id"].astype("str"), "account_id": users["account_id"].astype("str")}
+    ).drop_duplicates("id")
+
+
 def validate_frame(
     raw: pd.DataFrame,
     table: Table,
     *,
     future_cutoff: pd.Timestamp | None,
     references: dict[str, pd.Series] | None = None,
+    user_accounts: pd.DataFrame | None = None,
     source_file: str = "frame",
 ) -> TableResult:
     """Apply the contract's rules to one table held in memory.
 
     `references` maps a referenced table name ('accounts', 'users') to its clean ids;
-    a reference not given is not checked. `future_cutoff` is exclusive.
+    a reference not given is not checked. `user_accounts` (the clean users' `user_id`,
+    `account_id`) also checks that a row's user belongs to the row's account.
+    `future_cutoff` is exclusive.
     """
     src = repair_text_columns(with_meta(raw, source_file), table)
     con = connect()
@@ -128,8 +138,12 @@ def validate_frame(
         for name, ids in (references or {}).items():
             con.register(f"_ids_{name}", pd.DataFrame({"id": pd.Series(ids, dtype="str").dropna().unique()}))
             refs[name] = f"(SELECT DISTINCT id FROM _ids_{name})"
+        pairs = None
+        if user_accounts is not None:
+            con.register("_user_accounts", user_accounts_frame(user_accounts))
+            pairs = "_user_accounts"
         types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE src)").fetchall())
-        ctx = RuleContext(future_cutoff=future_cutoff, references=refs)
+        ctx = RuleContext(future_cutoff=future_cutoff, references=refs, user_accounts=pairs)
         run_sql(con, f"CREATE TEMP TABLE res AS {classify_sql(table, 'src', types, ctx)}")
         clean = con.sql(
             f"SELECT {clean_select(table)} FROM res WHERE reason IS NULL ORDER BY _src_file, _src_row"

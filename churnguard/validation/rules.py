@@ -46,6 +46,9 @@ class RuleContext:
 
     future_cutoff: pd.Timestamp | None  # exclusive: a timestamp >= this is in the future
     references: dict[str, str]  # referenced table name -> SQL relation with one `id` column
+    # SQL relation (`id`, `account_id`) of the clean users: when given, it is the `users`
+    # reference, and a row whose user belongs to another account is `user_account_mismatch`.
+    user_accounts: str | None = None
 
 
 def quote(name: str) -> str:
@@ -244,17 +247,30 @@ def classify_sql(table: Table, source: str, source_types: dict[str, str], ctx: R
     all_values = ", ".join(v[c.name] for c in table.columns)
     key_values = ", ".join(v[k] for k in table.key)
     key_hash = f"hash({key_values})"
-    ref_joins, ref_checks = [], []
+    # A key with an optional column (usage_events.event_id) identifies a row only when
+    # given: rows without it are never duplicates of each other (see docs/data_contract.md).
+    optional_key = [k for k in table.key if not table.column(k).required]
+    keyed = " AND ".join(f"{v[k]} IS NOT NULL" for k in optional_key) or "TRUE"
+    present_names = {c.name for c in present}
+    ref_joins, ref_checks, pair_checks = [], [], []
     for i, (column, ref_table) in enumerate(table.references):
         relation = ctx.references.get(ref_table)
-        if relation is None or column not in {c.name for c in present}:
+        pair = ref_table == "users" and ctx.user_accounts is not None and "account_id" in present_names
+        if pair:
+            relation = ctx.user_accounts
+        if relation is None or column not in present_names:
             continue
         alias = f"_r{i}"
         ref_joins.append(f"LEFT JOIN {relation} AS {alias} ON {alias}.id = k.{v[column]}")
         code = "unknown_account" if ref_table == "accounts" else "unknown_user"
         # An optional reference (surveys.user_id) may be empty; only a given, unknown id fails.
         ref_checks.append(f"WHEN k.{v[column]} IS NOT NULL AND {alias}.id IS NULL THEN {_lit(code)}")
-    ref_case = " ".join(ref_checks)
+        if pair:  # checked after every reference: the user is known, but in another account
+            pair_checks.append(
+                f"WHEN k.{v[column]} IS NOT NULL AND {alias}.account_id IS DISTINCT FROM k.{v['account_id']} "
+                "THEN 'user_account_mismatch'"
+            )
+    ref_case = " ".join(ref_checks + pair_checks)
     # Original values are only kept for quarantined rows (the clean ones have v_ values).
     q_cols = ", ".join(
         f"CASE WHEN reason IS NOT NULL THEN {quote('o_' + c)} END AS {quote('o_' + c)}" for c in originals
@@ -268,8 +284,9 @@ WITH l1 AS NOT MATERIALIZED (SELECT {", ".join(layer1)} FROM {source}),
 lp AS NOT MATERIALIZED (SELECT {", ".join(parsed)} FROM l1),
 l2 AS NOT MATERIALIZED (SELECT {", ".join(layer2)} FROM lp),
 l3 AS (SELECT *, CASE {first_reason} END AS _r1 FROM l2),
-dk AS (SELECT _h FROM (SELECT {key_hash} AS _h FROM l3 WHERE _r1 IS NULL) GROUP BY _h HAVING count(*) > 1),
-j AS (SELECT l3.*, dk._h IS NOT NULL AND l3._r1 IS NULL AS _dup
+dk AS (SELECT _h FROM (SELECT {key_hash} AS _h FROM l3 WHERE _r1 IS NULL AND {keyed})
+       GROUP BY _h HAVING count(*) > 1),
+j AS (SELECT l3.*, dk._h IS NOT NULL AND l3._r1 IS NULL AND {keyed} AS _dup
       FROM l3 LEFT JOIN dk ON {key_hash} = dk._h),
 ranked AS (SELECT *, row_number() OVER (PARTITION BY {all_values} ORDER BY {pos}) AS _rn_exact
            FROM j WHERE _dup),

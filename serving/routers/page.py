@@ -1,7 +1,10 @@
 """The CS page: server-rendered at-risk list, account detail with a risk trend, CSV download.
 
 Auth: a login form posts the read key once; the response sets an HttpOnly, SameSite=Strict
-cookie holding an HMAC of the key (never the key itself). No key ever appears in a URL.
+cookie holding a signed, expiring session token (never the key; see `serving.deps`).
+No key ever appears in a URL. SameSite=Strict keeps the cookie off every cross-site
+request, so a form on another site cannot act with it (CSRF); the login form itself
+needs the key, so a forged login POST gains nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ from fastapi.templating import Jinja2Templates
 from churnguard.errors import InputError
 from churnguard.scores import AtRiskQuery
 from serving.config import Settings
-from serving.deps import SESSION_COOKIE, SettingsDep, StateDep, has_page_session, session_token
+from serving.deps import (
+    SESSION_COOKIE,
+    SettingsDep,
+    StateDep,
+    has_page_session,
+    issue_session,
+    page_session,
+    revoke_session,
+)
 from serving.routers.at_risk import csv_response, select
 from serving.schemas import HistoryPoint
 from serving.state import ScoreStore, ServingState
@@ -112,23 +123,34 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request, settings: SettingsDep) -> Response:
     raw = await request.body()
     key = (parse_qs(raw.decode("utf-8", "replace")).get("key") or [""])[0]
-    valid = [k.get_secret_value() for k in (settings.api_key, settings.admin_key) if k is not None]
-    if not any(hmac.compare_digest(key.encode(), v.encode()) for v in valid):
+    roles = {"reader": settings.api_key, "admin": settings.admin_key}
+    # Compare against every configured key (no early exit), so timing does not tell which matched.
+    matched = [
+        role for role, k in roles.items()
+        if k is not None and hmac.compare_digest(key.encode(), k.get_secret_value().encode())
+    ]  # fmt: skip
+    if not matched:
         return templates.TemplateResponse(
             request, "login.html", {"error": "That key is not valid."}, status_code=401
         )
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session_token(settings) or "", httponly=True, samesite="strict",
-        secure=settings.cookie_secure, max_age=12 * 3600,
+        SESSION_COOKIE, issue_session(settings, matched[0]), httponly=True, samesite="strict",
+        secure=settings.cookie_secure, max_age=int(settings.session_hours * 3600), path="/",
     )  # fmt: skip
     return response
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request, settings: SettingsDep) -> Response:
+    """Sign out: the token is refused from now on (in this process) and the cookie cleared."""
+    session = page_session(request, settings)
+    if session is not None:
+        revoke_session(request, session)
     response = _login_redirect()
-    response.delete_cookie(SESSION_COOKIE)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=settings.cookie_secure
+    )
     return response
 
 
