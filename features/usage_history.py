@@ -70,7 +70,9 @@ def first_event_day(engine: Engine, sources: list[str]) -> int | None:
     return min(known) if known else None
 
 
-def build_event_history(engine: Engine, snap_days: str, accounts: str, log_start_day: int | None) -> pd.DataFrame:
+def build_event_history(
+    engine: Engine, snap_days: str, accounts: str, log_start_day: int | None
+) -> pd.DataFrame:
     """Events and core events per period (internal `_hist_*` columns) per snapshot row.
 
     Needs `usage_account_days` (account_id, d, n, n_core) from `features.usage` and the
@@ -108,7 +110,10 @@ def build_event_history(engine: Engine, snap_days: str, accounts: str, log_start
             SELECT account_id, snapshot_date, k, kind,
                    SUM(n) OVER w AS cum_n, SUM(n_core) OVER w AS cum_core
             FROM pts
-            WINDOW w AS (PARTITION BY account_id ORDER BY day, kind ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+            WINDOW w AS (
+                PARTITION BY account_id ORDER BY day, kind
+                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            )
         )
         SELECT account_id, snapshot_date, k, cum_n, cum_core FROM run WHERE kind = 0
         """
@@ -148,7 +153,8 @@ def build_user_history(engine: Engine, snaps: str, users: str, accounts: str) ->
     """
     d = engine.dialect
     t = "s.snapshot_date"
-    gone = f"CASE WHEN u.deactivated_at IS NOT NULL AND u.deactivated_at < {t} THEN u.deactivated_at ELSE {t} END"
+    known_gone = f"u.deactivated_at IS NOT NULL AND u.deactivated_at < {t}"
+    gone = f"CASE WHEN {known_gone} THEN u.deactivated_at ELSE {t} END"
 
     def overlap(lo: str, hi: str) -> str:
         start = f"GREATEST({lo}, u.created_at)"

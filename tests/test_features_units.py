@@ -166,7 +166,7 @@ def test_usage_history_periods_intensity_and_unobserved_periods(engine: Engine, 
         {
             "user_id": ["u1", "u2", "u3", "u4", "v1"],
             "account_id": ["a", "a", "a", "a", "b"],
-            "created_at": [T("2024-06-01"), T("2024-06-01"), T("2024-06-01"), T("2025-03-05"), T("2024-12-01")],
+            "created_at": [T("2024-06-01")] * 3 + [T("2025-03-05"), T("2024-12-01")],
             "role": ["admin", "member", "member", "member", "admin"],
             # u2 leaves before t (enabled until then); u3 only after t (enabled all along)
             "deactivated_at": [pd.NaT, T("2025-02-14"), T("2025-03-10"), pd.NaT, pd.NaT],
