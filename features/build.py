@@ -32,6 +32,13 @@ from features.usage import (
     core_events_from_stats,
     event_type_stats,
     prepare_event_aggregates,
+    snapshot_days,
+)
+from features.usage_history import (
+    build_event_history,
+    build_user_history,
+    finish_usage_history,
+    first_event_day,
 )
 
 log = logging.getLogger(__name__)
@@ -206,6 +213,8 @@ def build_features(
     if users is not None:
         engine.register("users_t", with_contract_columns(users, "users"))
         out = out.merge(build_relationship_features(engine, "snaps", "users_t"), on=KEYS, how="left")
+        out = out.merge(build_user_history(engine, "snaps", "users_t", accounts_t), on=KEYS, how="left")
+    out = finish_usage_history(out)
 
     surveys = tables.get("surveys")
     if surveys is not None:
@@ -231,14 +240,16 @@ def _event_features(
     accounts: str,
     batches: list[tuple[str, set[str]]] | None,
 ) -> pd.DataFrame:
-    """Usage and onboarding features, globally or account batch by account batch."""
+    """Usage, usage-history and onboarding features, globally or account batch by account batch."""
+    start_day = first_event_day(engine, ["usage_events"] if batches is None else [b[0] for b in batches])
 
     def one(snaps: str) -> pd.DataFrame:
         usage = build_usage_features(engine, snaps, state.core_events)
+        history = build_event_history(engine, snapshot_days(engine, snaps), accounts, start_day)
         onboarding = build_onboarding_features(
             engine, snaps, accounts, state.core_events, params.onboarding_days, params.onboarding_min_users
         )
-        return usage.merge(onboarding, on=KEYS, how="left")
+        return usage.merge(history, on=KEYS, how="left").merge(onboarding, on=KEYS, how="left")
 
     if batches is None:
         return one("snaps")

@@ -15,7 +15,7 @@ import pandas as pd
 from churnguard.contract import TICKET_CATEGORIES, TICKET_SEVERITIES
 from features.engine import Engine, sql_string
 
-LOOKBACK_DAYS = 180  # 90-day windows plus the 90 days before them for the trend
+LOOKBACK_DAYS = 365  # the 365-day response-time window (90-day windows and the 90 days before them fit)
 
 
 def _target_case(column: str, targets: dict[str, float]) -> str:
@@ -84,7 +84,10 @@ def build_support_features(
           ) AS sla_resolution_breaches_90d,
           SUM(CASE WHEN {in90} AND {resolved} AND k.escalated THEN 1 ELSE 0 END) AS escalations_90d,
           AVG(CASE WHEN {resolved} AND k.resolved_at >= {d.minus_days(t, 90)} THEN k.csat END)
-              AS csat_mean_90d
+              AS csat_mean_90d,
+          percentile_cont(0.5) WITHIN GROUP (
+            ORDER BY CASE WHEN {responded} THEN {fr_hours} / {fr_target} END
+          ) AS first_response_vs_target_median_365d
         FROM {snaps} s
         JOIN {tickets} k
           ON k.account_id = s.account_id
@@ -104,6 +107,7 @@ def finish_support_features(keys: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFra
         "first_response_hours_median_90d",
         "resolution_hours_median_90d",
         "csat_mean_90d",
+        "first_response_vs_target_median_365d",
     }
     for col in value_cols:
         out[col] = out[col].astype(float)

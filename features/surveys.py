@@ -72,7 +72,8 @@ def build_survey_features(engine: Engine, snaps: str, surveys: str, wave_days: i
 
 
 def build_comment_features(engine: Engine, snaps: str, comments: str, with_sentiment: bool) -> pd.DataFrame:
-    """Theme counts and sentiment of the comments submitted in the 180 days before t.
+    """Theme counts and sentiment of the comments submitted in the 180 days before t, and
+    each theme's share of the comments of the 365 days before t (NaN without comments).
 
     `comments` has account_id, submitted_at, response_id, sentiment (may be NULL) and one
     0/1 column `theme_<name>` per theme.
@@ -81,6 +82,10 @@ def build_comment_features(engine: Engine, snaps: str, comments: str, with_senti
     t = "s.snapshot_date"
     themes = ",\n".join(
         f"SUM(CASE WHEN in180 = 1 THEN theme_{th} ELSE 0 END) AS comments_theme_{th}_180d" for th in THEMES
+    )
+    # Share of the year's comments per theme: a steadier read of what an account keeps raising.
+    shares = ",\n".join(
+        f"AVG(CASE WHEN in365 = 1 THEN theme_{th} END) AS comments_theme_{th}_365d_share" for th in THEMES
     )
     sentiment = ""
     if with_sentiment:
@@ -94,6 +99,7 @@ def build_comment_features(engine: Engine, snaps: str, comments: str, with_senti
         WITH c AS (
             SELECT s.account_id, s.snapshot_date, k.sentiment, {theme_cols},
                    CASE WHEN k.submitted_at >= {d.minus_days(t, 180)} THEN 1 ELSE 0 END AS in180,
+                   CASE WHEN k.submitted_at >= {d.minus_days(t, 365)} THEN 1 ELSE 0 END AS in365,
                    ROW_NUMBER() OVER (
                        PARTITION BY s.account_id, s.snapshot_date
                        ORDER BY k.submitted_at DESC, k.response_id DESC
@@ -103,7 +109,9 @@ def build_comment_features(engine: Engine, snaps: str, comments: str, with_senti
         )
         SELECT account_id, snapshot_date,
                SUM(in180) AS comments_180d,
-               {themes}{sentiment}
+               SUM(in365) AS comments_365d,
+               {themes},
+               {shares}{sentiment}
         FROM c
         GROUP BY account_id, snapshot_date
         """
@@ -114,6 +122,6 @@ def build_comment_features(engine: Engine, snaps: str, comments: str, with_senti
         if col in ("account_id", "snapshot_date"):
             continue
         out[col] = out[col].astype(float)
-        if col.startswith("comments_"):
+        if col.startswith("comments_") and not col.endswith("_share"):  # a share of no comments is NaN
             out[col] = out[col].fillna(0.0)
     return out

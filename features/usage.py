@@ -125,7 +125,7 @@ def core_events_from_stats(stats: pd.DataFrame, top_n: int) -> list[str]:
     return [str(e) for e in stats["event"].head(top_n)]
 
 
-def _snap_days(engine: Engine, snaps: str) -> str:
+def snapshot_days(engine: Engine, snaps: str) -> str:
     """Distinct snapshot keys with `a` = day number of t and `c` = first day number not before t.
 
     For midnight snapshot dates a = c. A day d is before t exactly when d < c, and its
@@ -156,15 +156,21 @@ def _register_buckets(engine: Engine, snap_days: str) -> tuple[int, int] | None:
     return span
 
 
-def _prepare_windowed(engine: Engine, snap_days: str) -> None:
-    """Materialise `usage_account_days`, `usage_user_buckets`, `usage_event_buckets` and
-    `usage_last_days` (the latest active day per account and bucket, plus the latest before
-    the first bucket: all that "last active day before t" needs)."""
+def _prepare_windowed(engine: Engine, snap_days: str, core_events: list[str]) -> None:
+    """Materialise `usage_account_days` (events and core-type events per account and day),
+    `usage_user_buckets`, `usage_event_buckets` and `usage_last_days` (the latest active day
+    per account and bucket, plus the latest before the first bucket: all that "last active
+    day before t" needs)."""
     d = engine.dialect
     day = d.day_number("timestamp")
+    core = ", ".join(sql_string(e) for e in core_events) or "NULL"
     engine.create_table(
         "usage_account_days",
-        f"SELECT account_id, {day} AS d, COUNT(*) AS n FROM usage_events GROUP BY 1, 2",
+        f"""
+        SELECT account_id, {day} AS d, COUNT(*) AS n,
+               SUM(CASE WHEN event IN ({core}) THEN 1 ELSE 0 END) AS n_core
+        FROM usage_events GROUP BY 1, 2
+        """,
     )
     span = _register_buckets(engine, snap_days)
     if span is None:
@@ -307,8 +313,8 @@ def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
 def usage_window_counts(engine: Engine, snaps: str, core_events: list[str]) -> pd.DataFrame:
     """The windowed counts per (account_id, snapshot_date) of `snaps` (0 when no events) and
     `days_since_last_activity`; `build_usage_features` derives the final features from them."""
-    snap_days = _snap_days(engine, snaps)
-    _prepare_windowed(engine, snap_days)
+    snap_days = snapshot_days(engine, snaps)
+    _prepare_windowed(engine, snap_days, core_events)
     keys = engine.query(f"SELECT DISTINCT account_id, snapshot_date FROM {snaps}")
     users = engine.query(_user_window_features(snap_days))
     days = engine.query(_day_window_features(snap_days))

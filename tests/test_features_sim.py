@@ -144,3 +144,31 @@ def test_contract_churns_agree_with_the_simulators_ground_truth(sim) -> None:  #
     assert (m.loc[~found, "churn_date_truth"] + 30 * D > end).all()
     assert found.mean() > 0.8
     assert set(mine["account_id"]) <= set(truth["account_id"])
+
+
+def test_usage_history_matches_an_independent_recount(sim) -> None:  # type: ignore[no-untyped-def]
+    """Older 30-day periods recounted from the events; NaN where the period began before the log."""
+    f, events, users = sim["features"], sim["events"], sim["users"]
+    log_start = events["timestamp"].min().normalize()
+    for k in range(2, 6):
+        recount = _window_counts(events, f, 30 * k, 30 * (k + 1)).to_numpy()
+        observed = (f["snapshot_date"] - 30 * (k + 1) * D >= log_start).to_numpy()
+        got = f[f"events_30d_lag{k}"].to_numpy()
+        assert observed.any() and np.isnan(got[~observed]).all()
+        np.testing.assert_array_equal(got[observed], recount[observed])
+    # intensity of the last 30 days: ln((events + 0.5) / (enabled user-days / 30 + 0.5))
+    m = f[["account_id", "snapshot_date"]].merge(users, on="account_id")
+    t = m["snapshot_date"]
+    m = m[m["created_at"] < t]
+    t = m["snapshot_date"]
+    gone = m["deactivated_at"].where(m["deactivated_at"] < t, t)
+    start = np.maximum(m["created_at"], t - 30 * D)
+    days = ((gone.clip(upper=t) - start) / D).clip(lower=0)
+    user_days = days.groupby([m["account_id"], m["snapshot_date"]]).sum()
+    idx = pd.MultiIndex.from_frame(f[["account_id", "snapshot_date"]])
+    user_days = user_days.reindex(idx, fill_value=0.0).to_numpy()
+    expected = np.where(
+        user_days > 0, np.log((f["events_30d"].to_numpy() + 0.5) / (user_days / 30 + 0.5)), np.nan
+    )
+    np.testing.assert_allclose(f["usage_intensity_30d"].to_numpy(), expected, rtol=1e-9, atol=1e-9)
+    assert f["usage_intensity_drop_vs_ewm"].notna().mean() > 0.5
