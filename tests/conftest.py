@@ -89,7 +89,8 @@ def tiny_params() -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["simulate"].update(accounts=150, months=18, seed=7, dirty=False)
     params["split"].update(test_months=3, valid_months=2)
-    params["train"]["lightgbm"].update(n_estimators=150, early_stopping_rounds=20)
+    # min_child_samples scaled to the company: 80 rows per leaf would leave the tiny model a stump
+    params["train"]["lightgbm"].update(n_estimators=150, early_stopping_rounds=20, min_child_samples=15)
     params["train"]["search_trials"] = 2
     params["evaluate"]["top_k"] = 10
     return params
