@@ -482,14 +482,6 @@ def _candidates(top: np.ndarray, values: np.ndarray, positive: int) -> Iterator[
         yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
 
 
-def _family_of(feature: str, row: Mapping[str, Any], language: str) -> str:
-    """The reason family without rendering the sentence (renewals depend on the plan)."""
-    family, template, _, _, _ = _static_fields(feature, language)
-    if template in ("days_to_renewal", "billing"):
-        return render_reason(feature, row, language)[0]
-    return family
-
-
 class _Columns(dict[str, list[Any]]):
     """A frame's columns as Python lists, converted on first use (most are never read)."""
 
@@ -533,6 +525,63 @@ class _RowView(Mapping[str, Any]):
         return self._cols.names.keys()
 
 
+class _RecordingRow(_RowView):
+    """A `_RowView` that notes which columns a render reads, in order."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, cols: _Columns, i: int, key_tuple: tuple[str, ...]) -> None:
+        super().__init__(cols, i, key_tuple)
+        self.read: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.append(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.append(key)
+        return super().get(key, default)
+
+
+def _memo_key(v: Any) -> Any:
+    """A dict key that tells apart values that format differently (-0.0 and 0.0, 1 and 1.0)."""
+    return v if v and type(v) is float else (type(v), repr(v))
+
+
+class _BatchRenderer:
+    """`render_reason` for many rows of one frame, memoised on exactly what each render reads.
+
+    A render is a pure function of the feature, the language, the reference and the row
+    values it reads; which values it reads next depends only on the values read so far.
+    So a render that read columns (c1, ..., ck) with values (v1, ..., vk) gives the same
+    sentence for any row with those values in those columns: rows that share them (the
+    same plan, the same count, the same flag) are rendered once per batch.
+    """
+
+    def __init__(self, cols: _Columns, key_tuple: tuple[str, ...], language: str, reference: Any) -> None:
+        self.cols = cols
+        self.key_tuple = key_tuple
+        self.language = language
+        self.reference = reference
+        self.memo: dict[str, dict[tuple[str, ...], dict[tuple[Any, ...], tuple[str, str]]]] = {}
+
+    def render(self, feature: str, i: int) -> tuple[str, str]:
+        """(family, sentence) of `feature` for row `i`."""
+        cols = self.cols
+        by_reads = self.memo.setdefault(feature, {})
+        for reads, seen in by_reads.items():
+            values = tuple([_memo_key(cols[c][i]) if c in cols.names else None for c in reads])
+            hit = seen.get(values)
+            if hit is not None:
+                return hit
+        row = _RecordingRow(cols, i, self.key_tuple)
+        out = render_reason(feature, row, self.language, self.reference)
+        reads = tuple(row.read)
+        values = tuple([_memo_key(cols[c][i]) if c in cols.names else None for c in reads])
+        by_reads.setdefault(reads, {})[values] = out
+        return out
+
+
 def reasons_from_contributions(
     X: pd.DataFrame,
     feature_names: Sequence[str],
@@ -547,8 +596,9 @@ def reasons_from_contributions(
 
     One reason per family: when a feature's family is already among the row's reasons, the
     next largest contributor of another family takes its place (so the top 3 name three
-    different problems). Only the chosen reasons are rendered; per-feature metadata is
-    computed once per feature name and language.
+    different problems). Only the chosen reasons are rendered, each distinct (feature, values
+    read) once per batch (`_BatchRenderer`); per-feature metadata is computed once per
+    feature name and language.
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
@@ -566,17 +616,22 @@ def reasons_from_contributions(
         order = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
     else:
         order = np.argsort(-contrib, axis=1, kind="stable")
-    books = {}
+    static_family = [_static_fields(f, language)[0] for f in names]
+    # the plan decides a renewal reason's family: render it to know (the sentence is kept)
+    plan_dependent = [_static_fields(f, language)[1] in ("days_to_renewal", "billing") for f in names]
+    renderer = _BatchRenderer(cols, key_tuple, language, reference)
+    books: dict[str, tuple[str, str]] = {}
     out: list[list[Reason]] = []
     for i in range(len(contrib)):
         reasons: list[Reason] = []
         seen: set[str] = set()
-        row = _RowView(cols, i, key_tuple)
         for j in _candidates(order[i], contrib[i], int(positive[i])):
-            feature = names[j]
-            if _family_of(feature, row, language) in seen:
+            if not plan_dependent[j] and static_family[j] in seen:
                 continue
-            family, text = render_reason(feature, row, language, reference)
+            feature = names[j]
+            family, text = renderer.render(feature, i)
+            if family in seen:
+                continue
             seen.add(family)
             if family not in books:
                 books[family] = playbook_for(family)
@@ -585,7 +640,7 @@ def reasons_from_contributions(
                 Reason(
                     feature=feature,
                     family=family,
-                    value=_num(row.get(feature)),
+                    value=_num(cols[feature][i]),
                     shap=float(contrib[i, j]),
                     text=text,
                     playbook_id=book_id,

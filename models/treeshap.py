@@ -7,8 +7,12 @@ cover. A leaf's SHAP values therefore depend on the row only through which of it
 features (at most the tree depth, `p`) the row agrees with: 2**p patterns. At load the
 values are precomputed for every leaf and pattern (memory: leaves x 2**p x p floats); per
 row and tree the cost is then leaves x p lookups instead of leaves x depth**2 arithmetic.
-The result is the same exact SHAP value as LightGBM's (tests compare them to 1e-9), not
-an approximation. Trees with more than `MAX_PATH_FEATURES` distinct features on one path,
+A small tree goes one step further: its SHAP vector depends on the row only through the
+tree's node decisions (d bits), so for trees with at most `MAX_TREE_BITS` internal nodes the
+summed vector of every one of the 2**d decision patterns is stored too, and a row costs one
+lookup of the tree's few features per tree (`PATTERN_BUDGET` bounds that memory; larger
+trees keep the per-leaf tables). The result is the same exact SHAP value as LightGBM's
+(tests compare them to 1e-9), not an approximation. Trees with more than `MAX_PATH_FEATURES` distinct features on one path,
 categorical splits, linear trees and multi-class models fall back to LightGBM itself.
 """
 
@@ -28,6 +32,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_PATH_FEATURES = 10  # 2**10 patterns x 10 values per leaf at most
+MAX_TREE_BITS = 12  # trees with at most this many internal nodes get a whole-tree table
+PATTERN_BUDGET = 1 << 22  # floats (32 MB) over all whole-tree tables
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _CATEGORICAL = 3  # node kind: threshold = start of its category codes in `cat_values`
@@ -53,6 +59,10 @@ class TreeTables:
     slot_mask: np.ndarray
     slot_expect: np.ndarray
     table: np.ndarray
+    tree_pattern_start: np.ndarray  # per tree: offset in `pattern_table`, -1 = use the leaf tables
+    tree_feature_start: np.ndarray
+    tree_feature: np.ndarray
+    pattern_table: np.ndarray
 
 
 def _shapley_weights(p: int) -> np.ndarray:
@@ -183,6 +193,13 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
         tables.append(part)
         leaf_table_start.append(leaf_table_start[-1] + len(part))
     nodes = np.array(node_rows, dtype=object).reshape(-1, 4)
+    slots = np.asarray(slot_feature, dtype=np.int64)
+    table = np.concatenate(tables) if tables else np.zeros(0)
+    whole = _tree_tables(
+        np.asarray(tree_node_start, dtype=np.int64), np.asarray(tree_leaf_start, dtype=np.int64),
+        np.asarray(leaf_slot_start, dtype=np.int64), np.asarray(leaf_table_start, dtype=np.int64),
+        slots, np.asarray(slot_mask, dtype=np.uint64), np.asarray(slot_expect, dtype=np.uint64), table,
+    )  # fmt: skip
     return TreeTables(
         n_features=n_features,
         bias=bias,
@@ -196,11 +213,78 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
         cat_values=np.asarray(cat_values, dtype=np.int64),
         leaf_slot_start=np.asarray(leaf_slot_start, dtype=np.int64),
         leaf_table_start=np.asarray(leaf_table_start, dtype=np.int64),
-        slot_feature=np.asarray(slot_feature, dtype=np.int64),
+        slot_feature=slots,
         slot_mask=np.asarray(slot_mask, dtype=np.uint64),
         slot_expect=np.asarray(slot_expect, dtype=np.uint64),
-        table=np.concatenate(tables) if tables else np.zeros(0),
+        table=table,
+        tree_pattern_start=whole[0],
+        tree_feature_start=whole[1],
+        tree_feature=whole[2],
+        pattern_table=whole[3],
     )
+
+
+def _tree_tables(
+    tree_node_start: np.ndarray, tree_leaf_start: np.ndarray, leaf_slot_start: np.ndarray,
+    leaf_table_start: np.ndarray, slot_feature: np.ndarray, slot_mask: np.ndarray,
+    slot_expect: np.ndarray, table: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Whole-tree tables for the small trees: (pattern start, feature start, features, values)."""
+    n_trees = len(tree_node_start) - 1
+    pattern_start = np.full(n_trees, -1, dtype=np.int64)
+    feature_start = np.zeros(n_trees + 1, dtype=np.int64)
+    features: list[int] = []
+    size = 0
+    for t in range(n_trees):
+        d = int(tree_node_start[t + 1] - tree_node_start[t])
+        leaf_slots = slot_feature[leaf_slot_start[tree_leaf_start[t]] : leaf_slot_start[tree_leaf_start[t + 1]]]
+        tree_feats = list(dict.fromkeys(leaf_slots.tolist()))
+        cost = (1 << d) * len(tree_feats)
+        if d <= MAX_TREE_BITS and size + cost <= PATTERN_BUDGET:
+            pattern_start[t] = size
+            size += cost
+        features.extend(tree_feats)
+        feature_start[t + 1] = len(features)
+    feats = np.asarray(features, dtype=np.int64)
+    values = np.zeros(size)
+    _fill_tree_tables(
+        values, pattern_start, feature_start, feats, tree_node_start, tree_leaf_start, leaf_slot_start,
+        leaf_table_start, slot_feature, slot_mask, slot_expect, table,
+    )  # fmt: skip
+    return pattern_start, feature_start, feats, values
+
+
+@numba.njit(cache=True)
+def _fill_tree_tables(  # pragma: no cover - compiled
+    values: np.ndarray, pattern_start: np.ndarray, feature_start: np.ndarray, feats: np.ndarray,
+    tree_node_start: np.ndarray, tree_leaf_start: np.ndarray, leaf_slot_start: np.ndarray,
+    leaf_table_start: np.ndarray, slot_feature: np.ndarray, slot_mask: np.ndarray,
+    slot_expect: np.ndarray, table: np.ndarray,
+) -> None:  # fmt: skip
+    """Each decision pattern's SHAP vector: the sum over the tree's leaves, in leaf order."""
+    for t in range(pattern_start.shape[0]):
+        if pattern_start[t] < 0:
+            continue
+        f0 = feature_start[t]
+        nf = feature_start[t + 1] - f0
+        d = tree_node_start[t + 1] - tree_node_start[t]
+        for b in range(1 << d):
+            bits = np.uint64(b)
+            base_out = pattern_start[t] + b * nf
+            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                s0 = leaf_slot_start[leaf]
+                p = leaf_slot_start[leaf + 1] - s0
+                pattern = 0
+                for k in range(p):
+                    if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
+                        pattern |= 1 << k
+                base = leaf_table_start[leaf] + pattern * p
+                for k in range(p):
+                    f = slot_feature[s0 + k]
+                    for m in range(nf):
+                        if feats[f0 + m] == f:
+                            values[base_out + m] += table[base + k]
+                            break
 
 
 def _cat_ends(nodes: np.ndarray, cat_end: list[int]) -> np.ndarray:
@@ -231,6 +315,10 @@ def _kernel(  # pragma: no cover - compiled
     slot_mask: np.ndarray,
     slot_expect: np.ndarray,
     table: np.ndarray,
+    tree_pattern_start: np.ndarray,
+    tree_feature_start: np.ndarray,
+    tree_feature: np.ndarray,
+    pattern_table: np.ndarray,
 ) -> None:
     n_nodes = node_feature.shape[0]
     n_rows = X.shape[0]
@@ -264,6 +352,13 @@ def _kernel(  # pragma: no cover - compiled
             for g in range(n0, tree_node_start[t + 1]):
                 if go_left[i, g]:
                     bits |= one << np.uint64(g - n0)
+            if tree_pattern_start[t] >= 0:  # a small tree: one lookup
+                f0 = tree_feature_start[t]
+                nf = tree_feature_start[t + 1] - f0
+                base = tree_pattern_start[t] + np.int64(bits) * nf
+                for m in range(nf):
+                    out[i, tree_feature[f0 + m]] += pattern_table[base + m]
+                continue
             for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
                 s0 = leaf_slot_start[leaf]
                 p = leaf_slot_start[leaf + 1] - s0
@@ -326,4 +421,8 @@ def _run(tables: TreeTables, X: np.ndarray, out: np.ndarray) -> None:
         tables.slot_mask,
         tables.slot_expect,
         tables.table,
+        tables.tree_pattern_start,
+        tables.tree_feature_start,
+        tables.tree_feature,
+        tables.pattern_table,
     )

@@ -151,6 +151,29 @@ def test_table_treeshap_equals_lightgbm_pred_contrib(params: dict[str, object]) 
     np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
 
 
+@pytest.mark.parametrize(("tree_bits", "budget"), [(0, 1 << 22), (16, 1 << 22), (16, 3000)])
+def test_whole_tree_tables_equal_lightgbm(monkeypatch: pytest.MonkeyPatch, tree_bits: int, budget: int) -> None:
+    """Whole-tree pattern tables (all trees, none, or as many as a small budget holds) stay exact."""
+    monkeypatch.setattr(treeshap, "MAX_TREE_BITS", tree_bits)
+    monkeypatch.setattr(treeshap, "PATTERN_BUDGET", budget)
+    X, y = _data()
+    booster = _booster(X, y, num_leaves=7, max_depth=4)
+    tables = treeshap.build_tables(booster)
+    assert tables is not None
+    whole = int((tables.tree_pattern_start >= 0).sum())
+    n_trees = len(tables.tree_pattern_start)
+    if tree_bits == 0:
+        assert whole == 0
+    elif budget > 1e6:
+        assert whole == n_trees
+    else:
+        assert 0 < whole < n_trees and tables.pattern_table.size <= budget
+    rows = np.vstack([X[:300], [[np.nan, 0.0, 0.0, -1.0, np.nan], [1e9, -1e9, np.nan, 99.0, 0.0]]])
+    expected = booster.predict(rows, pred_contrib=True)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows), expected, atol=1e-9)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
+
+
 def test_deep_paths_fall_back_to_lightgbm(monkeypatch: pytest.MonkeyPatch) -> None:
     result, frame = fit_synthetic_bundle(200, 12, seed=2)
     monkeypatch.setattr(treeshap, "MAX_PATH_FEATURES", 2)  # every real path is longer
