@@ -51,6 +51,10 @@ class _Rule:
     family: str
     template: str
     defaults: tuple[tuple[str, str], ...] = ()
+    benign: frozenset[str] = frozenset()
+
+
+_RULE_KEYS = ("pattern", "family", "template", "benign")
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +62,9 @@ def _rules() -> tuple[_Rule, ...]:
     doc = yaml.safe_load((HERE / "templates" / "rules.yaml").read_text(encoding="utf-8"))
     rules = []
     for r in doc["rules"]:
-        extra = tuple((str(k), str(v)) for k, v in r.items() if k not in ("pattern", "family", "template"))
-        rules.append(_Rule(re.compile(r["pattern"]), r["family"], r["template"], extra))
+        extra = tuple((str(k), str(v)) for k, v in r.items() if k not in _RULE_KEYS)
+        benign = frozenset(str(b) for b in r.get("benign", ()))
+        rules.append(_Rule(re.compile(r["pattern"]), r["family"], r["template"], extra, benign))
     return tuple(rules)
 
 
@@ -98,6 +103,19 @@ def classify_feature(feature: str) -> tuple[str, str, dict[str, str]]:
                     groups["window"] = w.group(1)
             return rule.family, rule.template, groups
     return "other", "generic", {}
+
+
+@lru_cache(maxsize=4096)
+def benign_readings(feature: str) -> frozenset[str]:
+    """The readings of `feature` that describe a healthy account (`benign` in rules.yaml).
+
+    A reading is the sentence variant (`up`, `down`, `yes`, `no`, `promoter`, `annual`, ...);
+    for a value compared with a reference it is the direction (`up`, `down`, `flat`).
+    """
+    for rule in _rules():
+        if rule.pattern.search(feature):
+            return rule.benign
+    return frozenset()
 
 
 # --- formatting helpers -------------------------------------------------------------------
@@ -424,6 +442,7 @@ def _compare(
     fields["ref"] = _fmt(round(ref, 1) if abs(ref) < 100 else round(ref))
     fields["ref_window"] = ref_window
     fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(_Default(fields))
+    fields["__reading"] = direction
     return "compared"
 
 
@@ -451,6 +470,14 @@ def render_reason(
     `reference`: a typical value per feature (e.g. the training median), used when the row
     has no earlier period or longer window of the same metric to compare with.
     """
+    family, text, _ = _render(feature, row, language, reference)
+    return family, text
+
+
+def _render(
+    feature: str, row: Mapping[str, Any], language: str, reference: Mapping[str, float] | None
+) -> tuple[str, str, str]:
+    """(family, sentence, reading): `render_reason` plus what the sentence says (see `benign_readings`)."""
     lang = _language(language)
     family, template, _, groups, fixed = _static_fields(feature, language)
     raw = row.get(feature)
@@ -462,10 +489,11 @@ def render_reason(
         fields["__reference"] = reference.get(feature)
     variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
     family = fields.pop("__family", family)
+    reading = str(fields.pop("__reading", variant))
     texts = lang["templates"]
     block = texts.get(template, texts["generic"])
     text = block.get(variant) or texts["generic"]["missing" if _is_missing(raw) else "value"]
-    return family, text.format_map(_Default(fields))
+    return family, text.format_map(_Default(fields)), reading
 
 
 class _Default(dict):
@@ -475,9 +503,9 @@ class _Default(dict):
         return ""
 
 
-def _candidates(top: np.ndarray, values: np.ndarray, positive: int) -> Iterator[int]:
+def _candidates(top: list[int], values: np.ndarray, positive: int) -> Iterator[int]:
     """Feature indices by falling contribution: the precomputed top ones, then the rest."""
-    yield from top[:positive].tolist()
+    yield from top[:positive]
     if positive > len(top):
         yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
 
@@ -495,6 +523,30 @@ class _Columns(dict[str, list[Any]]):
         col: list[Any] = values.tolist() if values.dtype != object else list(values)
         self[key] = col
         return col
+
+    def memo_keys(self, key: str) -> list[Any]:
+        """The column as memo keys: equal keys <=> values that render the same way.
+
+        Floats compare by value, except that -0.0 and every NaN get markers of their own
+        (-0.0 == 0.0, and NaN != NaN); other objects are keyed with their type (1 == 1.0 == True).
+        """
+        cache = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            if key not in self.names:
+                cache[key] = None
+            else:
+                values = self.frame[self.names[key]].to_numpy()
+                col = self[key]
+                if values.dtype.kind == "f":
+                    odd = np.isnan(values) | ((values == 0) & np.signbit(values))
+                    if odd.any():
+                        col = list(col)
+                        for i in np.flatnonzero(odd).tolist():
+                            col[i] = _NAN if col[i] != col[i] else _NEG_ZERO
+                elif values.dtype.kind != "b" and values.dtype.kind not in "iu":
+                    col = [(type(v), v if v == v else _NAN) for v in col]
+                cache[key] = col
+        return cache[key]  # type: ignore[no-any-return]
 
 
 class _RowView(Mapping[str, Any]):
@@ -543,9 +595,8 @@ class _RecordingRow(_RowView):
         return super().get(key, default)
 
 
-def _memo_key(v: Any) -> Any:
-    """A dict key that tells apart values that format differently (-0.0 and 0.0, 1 and 1.0)."""
-    return v if v and type(v) is float else (type(v), repr(v))
+_NAN = ("nan",)  # memo-key markers (see `_Columns.memo_keys`)
+_NEG_ZERO = ("-0.0",)
 
 
 class _BatchRenderer:
@@ -563,22 +614,26 @@ class _BatchRenderer:
         self.key_tuple = key_tuple
         self.language = language
         self.reference = reference
-        self.memo: dict[str, dict[tuple[str, ...], dict[tuple[Any, ...], tuple[str, str]]]] = {}
+        # feature -> [(columns read, their memo keys, {values read: (family, sentence)})]
+        self.memo: dict[str, list[tuple[tuple[str, ...], list[Any], dict[tuple[Any, ...], tuple[str, str, str]]]]] = {}
 
-    def render(self, feature: str, i: int) -> tuple[str, str]:
-        """(family, sentence) of `feature` for row `i`."""
-        cols = self.cols
-        by_reads = self.memo.setdefault(feature, {})
-        for reads, seen in by_reads.items():
-            values = tuple([_memo_key(cols[c][i]) if c in cols.names else None for c in reads])
-            hit = seen.get(values)
+    def render(self, feature: str, i: int) -> tuple[str, str, str]:
+        """(family, sentence, reading) of `feature` for row `i`."""
+        by_reads = self.memo.get(feature)
+        if by_reads is None:
+            by_reads = self.memo[feature] = []
+        for _, keys, seen in by_reads:
+            hit = seen.get(tuple([None if k is None else k[i] for k in keys]))
             if hit is not None:
                 return hit
-        row = _RecordingRow(cols, i, self.key_tuple)
-        out = render_reason(feature, row, self.language, self.reference)
-        reads = tuple(row.read)
-        values = tuple([_memo_key(cols[c][i]) if c in cols.names else None for c in reads])
-        by_reads.setdefault(reads, {})[values] = out
+        row = _RecordingRow(self.cols, i, self.key_tuple)
+        out = _render(feature, row, self.language, self.reference)
+        reads = tuple(dict.fromkeys(row.read))
+        entry = next((e for e in by_reads if e[0] == reads), None)
+        if entry is None:
+            entry = (reads, [self.cols.memo_keys(c) for c in reads], {})
+            by_reads.append(entry)
+        entry[2][tuple([None if k is None else k[i] for k in entry[1]])] = out
         return out
 
 
@@ -596,9 +651,12 @@ def reasons_from_contributions(
 
     One reason per family: when a feature's family is already among the row's reasons, the
     next largest contributor of another family takes its place (so the top 3 name three
-    different problems). Only the chosen reasons are rendered, each distinct (feature, values
-    read) once per batch (`_BatchRenderer`); per-feature metadata is computed once per
-    feature name and language.
+    different problems). A reason must read as a risk: when the sentence would describe a
+    healthy state (a `benign` reading in rules.yaml, e.g. "active users up from 5 to 7" or
+    "on an annual plan"), the next contributor takes its place, so a row may get fewer
+    than `top_n` reasons. Only the chosen reasons are rendered, each distinct (feature,
+    values read) once per batch (`_BatchRenderer`); per-feature metadata is computed once
+    per feature name and language.
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
@@ -619,19 +677,20 @@ def reasons_from_contributions(
     static_family = [_static_fields(f, language)[0] for f in names]
     # the plan decides a renewal reason's family: render it to know (the sentence is kept)
     plan_dependent = [_static_fields(f, language)[1] in ("days_to_renewal", "billing") for f in names]
+    benign = [benign_readings(f) for f in names]
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     books: dict[str, tuple[str, str]] = {}
     out: list[list[Reason]] = []
-    for i in range(len(contrib)):
+    for i, (top, n_positive) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
         reasons: list[Reason] = []
         seen: set[str] = set()
-        for j in _candidates(order[i], contrib[i], int(positive[i])):
+        for j in _candidates(top, contrib[i], n_positive):
             if not plan_dependent[j] and static_family[j] in seen:
                 continue
             feature = names[j]
-            family, text = renderer.render(feature, i)
-            if family in seen:
-                continue
+            family, text, reading = renderer.render(feature, i)
+            if family in seen or reading in benign[j]:
+                continue  # one reason per family; never a healthy reading shown as a risk
             seen.add(family)
             if family not in books:
                 books[family] = playbook_for(family)
