@@ -470,11 +470,11 @@ def render_reason(
     `reference`: a typical value per feature (e.g. the training median), used when the row
     has no earlier period or longer window of the same metric to compare with.
     """
-    family, text, _ = _render(feature, row, language, reference)
+    family, text, _ = render_reason_with_reading(feature, row, language, reference)
     return family, text
 
 
-def _render(
+def render_reason_with_reading(
     feature: str, row: Mapping[str, Any], language: str, reference: Mapping[str, float] | None
 ) -> tuple[str, str, str]:
     """(family, sentence, reading): `render_reason` plus what the sentence says (see `benign_readings`)."""
@@ -627,7 +627,7 @@ class _BatchRenderer:
             if hit is not None:
                 return hit
         row = _RecordingRow(self.cols, i, self.key_tuple)
-        out = _render(feature, row, self.language, self.reference)
+        out = render_reason_with_reading(feature, row, self.language, self.reference)
         reads = tuple(dict.fromkeys(row.read))
         entry = next((e for e in by_reads if e[0] == reads), None)
         if entry is None:
