@@ -253,6 +253,10 @@ def _variant(
     lang: dict[str, Any], language: str, fields: dict[str, Any],
 ) -> str | None:  # fmt: skip
     """Pick the sentence variant for `template` and add its fields; None = the missing variant."""
+    if template == "generic":  # the most common template: tested first
+        if x is not None and not isinstance(raw, (str, bool, np.bool_)):
+            return _compare(feature, x, row, lang, fields)
+        return None if _is_missing(raw) else "value"
     w = groups.get("window", "")
     metric = groups.get("metric", "")
     if template == "ratio_vs_prev":
@@ -364,8 +368,6 @@ def _variant(
         fields["component"] = _term(lang, groups.get("component", feature))
     if template == "days_since":
         fields["what"] = _term(lang, groups.get("what", feature))
-    if template == "generic" and x is not None and not isinstance(raw, (str, bool, np.bool_)):
-        return _compare(feature, x, row, lang, fields)
     return None if _is_missing(raw) else "value"
 
 
@@ -406,6 +408,25 @@ def _companions(feature: str, keys: tuple[str, ...]) -> tuple[str, str, str, boo
     return base, "", "", is_level
 
 
+@lru_cache(maxsize=8192)
+def _window_of(name: str) -> str:
+    return str(re.findall(r"_(\d+)d(?=_|$)", name)[0])
+
+
+class _Keys(tuple[str, ...]):
+    """A frame's column names that hash once: they key per-feature caches on every render."""
+
+    _hash: int
+
+    def __new__(cls, names: Any) -> _Keys:
+        self = super().__new__(cls, names)
+        self._hash = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def _row_keys(row: Mapping[str, Any]) -> tuple[str, ...]:
     return row.key_tuple if isinstance(row, _RowView) else tuple(str(k) for k in row)
 
@@ -418,7 +439,7 @@ def _compare(
     ref = _num(row.get(other)) if other else None
     ref_window = ""
     if ref is not None and kind == "window":
-        ref_window = re.findall(r"_(\d+)d(?=_|$)", other)[0]
+        ref_window = _window_of(other)
         if not is_level and fields["window"]:  # a count: the longer window's pace per our window
             ref = ref * float(fields["window"]) / float(ref_window)
             kind = "pace"
@@ -663,7 +684,7 @@ def reasons_from_contributions(
     n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
     cols = _Columns(X)
-    key_tuple = tuple(cols.names)
+    key_tuple = _Keys(cols.names)
     positive = (contrib > 0).sum(axis=1)
     # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
     k = min(n_feat, 4 * top_n)
