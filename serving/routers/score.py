@@ -134,30 +134,36 @@ def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
         return None
     ids: list[str | None] = []
     feats: list[dict[str, Any]] = []
-    known = model.feature_index.keys()
+    n_features = len(model.feature_names)
+    partial_rows = False  # a row that leaves features out: its names are checked one by one
     for row in rows:
         if type(row) is not dict or not row.keys() <= _ROW_KEYS:
             return None
         f = row.get("features")
         i = row.get("id")
-        if type(f) is not dict or len(f) > MAX_FEATURES_PER_ROW or not f.keys() <= known:
+        if type(f) is not dict or len(f) > MAX_FEATURES_PER_ROW:
             return None
         if i is not None and (type(i) is not str or len(i) > MAX_TEXT):
             return None
+        partial_rows = partial_rows or len(f) != n_features
         ids.append(i)
         feats.append(f)
     numeric = [name for name in model.feature_names if name not in model.categories]
     values: list[tuple[Any, ...]] | None = None
-    if len(numeric) > 1:
+    if not partial_rows and len(numeric) > 1:
         try:  # rows that name every feature (the usual client) are read at C speed
             values = list(map(operator.itemgetter(*numeric), feats))
         except KeyError:
             values = None
-    if values is None:
+    # n_features names per row, all the model's numeric and categorical ones: none is unknown
+    exact = values is not None and all(name in f for name in model.categories for f in feats)
+    if not exact:
+        known = model.feature_index.keys()
+        if not all(f.keys() <= known for f in feats):
+            return None
         values = [tuple(map(f.get, numeric)) for f in feats]
     if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_KINDS:
         return None
-    n_features = len(model.feature_names)
     X = np.empty((len(feats), n_features))
     X[:, [model.feature_index[name] for name in numeric]] = np.array(values, dtype=float).reshape(
         len(feats), len(numeric)
