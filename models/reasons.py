@@ -636,7 +636,9 @@ class _BatchRenderer:
         self.language = language
         self.reference = reference
         # feature -> [(columns read, their memo keys, {values read: (family, sentence)})]
-        self.memo: dict[str, list[tuple[tuple[str, ...], list[Any], dict[tuple[Any, ...], tuple[str, str, str]]]]] = {}
+        self.memo: dict[
+            str, list[tuple[tuple[str, ...], list[Any], dict[tuple[Any, ...], tuple[str, str, str]]]]
+        ] = {}
 
     def render(self, feature: str, i: int) -> tuple[str, str, str]:
         """(family, sentence, reading) of `feature` for row `i`."""

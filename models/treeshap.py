@@ -12,8 +12,9 @@ tree's node decisions (d bits), so for trees with at most `MAX_TREE_BITS` intern
 summed vector of every one of the 2**d decision patterns is stored too, and a row costs one
 lookup of the tree's few features per tree (`PATTERN_BUDGET` bounds that memory; larger
 trees keep the per-leaf tables). The result is the same exact SHAP value as LightGBM's
-(tests compare them to 1e-9), not an approximation. Trees with more than `MAX_PATH_FEATURES` distinct features on one path,
-categorical splits, linear trees and multi-class models fall back to LightGBM itself.
+(tests compare them to 1e-9), not an approximation. Trees with more than
+`MAX_PATH_FEATURES` distinct features on one path, linear trees and multi-class models
+fall back to LightGBM itself.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_PATH_FEATURES = 10  # 2**10 patterns x 10 values per leaf at most
-MAX_TREE_BITS = 12  # trees with at most this many internal nodes get a whole-tree table
-PATTERN_BUDGET = 1 << 22  # floats (32 MB) over all whole-tree tables
+MAX_TREE_BITS = 14  # trees with at most this many internal nodes (15 leaves) get a whole-tree table
+PATTERN_BUDGET = 1 << 23  # floats (64 MB) over all whole-tree tables
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _CATEGORICAL = 3  # node kind: threshold = start of its category codes in `cat_values`
@@ -237,7 +238,9 @@ def _tree_tables(
     size = 0
     for t in range(n_trees):
         d = int(tree_node_start[t + 1] - tree_node_start[t])
-        leaf_slots = slot_feature[leaf_slot_start[tree_leaf_start[t]] : leaf_slot_start[tree_leaf_start[t + 1]]]
+        leaf_slots = slot_feature[
+            leaf_slot_start[tree_leaf_start[t]] : leaf_slot_start[tree_leaf_start[t + 1]]
+        ]
         tree_feats = list(dict.fromkeys(leaf_slots.tolist()))
         cost = (1 << d) * len(tree_feats)
         if d <= MAX_TREE_BITS and size + cost <= PATTERN_BUDGET:

@@ -130,7 +130,9 @@ class AtRiskPage(BaseModel):
 # NaN and infinity. The app's 422 handler folds the two union-branch errors into one.
 FEATURE_UNION_TAGS = ("float", "constrained-str")
 FeatureValue = (
-    Annotated[float, Strict(), AllowInfNan(False)] | Annotated[str, Strict(), Field(max_length=MAX_TEXT)] | None
+    Annotated[float, Strict(), AllowInfNan(False)]
+    | Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
+    | None
 )
 
 

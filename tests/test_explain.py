@@ -151,8 +151,10 @@ def test_table_treeshap_equals_lightgbm_pred_contrib(params: dict[str, object]) 
     np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
 
 
-@pytest.mark.parametrize(("tree_bits", "budget"), [(0, 1 << 22), (16, 1 << 22), (16, 3000)])
-def test_whole_tree_tables_equal_lightgbm(monkeypatch: pytest.MonkeyPatch, tree_bits: int, budget: int) -> None:
+@pytest.mark.parametrize(("tree_bits", "budget"), [(0, 1 << 23), (16, 1 << 23), (16, 3000)])
+def test_whole_tree_tables_equal_lightgbm(
+    monkeypatch: pytest.MonkeyPatch, tree_bits: int, budget: int
+) -> None:
     """Whole-tree pattern tables (all trees, none, or as many as a small budget holds) stay exact."""
     monkeypatch.setattr(treeshap, "MAX_TREE_BITS", tree_bits)
     monkeypatch.setattr(treeshap, "PATTERN_BUDGET", budget)

@@ -51,7 +51,6 @@ from serving.state import ServingModel, ServingState
 router = APIRouter(prefix="/v1", tags=["score"])
 
 
-
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     """`schema` with every `#/$defs/...` reference replaced by its definition."""
     if isinstance(schema, dict):
@@ -70,7 +69,9 @@ _REQUEST_SCHEMA = ScoreRequest.model_json_schema()
 _REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": _inline_refs(_REQUEST_SCHEMA, _REQUEST_SCHEMA.get("$defs", {}))}},
+        "content": {
+            "application/json": {"schema": _inline_refs(_REQUEST_SCHEMA, _REQUEST_SCHEMA.get("$defs", {}))}
+        },
     }
 }
 _ROW_KEYS = frozenset({"id", "features"})
@@ -95,7 +96,9 @@ def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> 
 
 def _too_many(n: int, limit: int) -> JSONResponse:
     return _error(
-        413, f"batch of {n} rows exceeds the limit of {limit}", [FieldError(field="rows", message=f"at most {limit} rows")]
+        413,
+        f"batch of {n} rows exceeds the limit of {limit}",
+        [FieldError(field="rows", message=f"at most {limit} rows")],
     )
 
 
@@ -156,8 +159,7 @@ def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
         except KeyError:
             values = None
     # n_features names per row, all the model's numeric and categorical ones: none is unknown
-    exact = values is not None and all(name in f for name in model.categories for f in feats)
-    if not exact:
+    if values is None or not all(name in f for name in model.categories for f in feats):
         known = model.feature_index.keys()
         if not all(f.keys() <= known for f in feats):
             return None
@@ -173,7 +175,7 @@ def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
         col = [f.get(name) for f in feats]
         if not set(map(type, col)) <= _TEXT_KINDS:
             return None
-        given = set(col) - {None}
+        given: set[str] = {v for v in set(col) if v is not None}
         if not given <= allowed or any(len(v) > MAX_TEXT for v in given):
             return None
         cats[name] = col
@@ -185,14 +187,23 @@ def _validated_request(body: bytes, content_type: str | None) -> ScoreRequest:
     """The request as FastAPI would decode and validate it (same errors, same 400/422)."""
     decoded: Any = body
     if not body:
-        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
     if _is_json(content_type):
         try:
             decoded = json.loads(body)
         except json.JSONDecodeError as e:
             raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body", e.pos), "msg": "JSON decode error", "input": {},
-                  "ctx": {"error": e.msg}}]  # fmt: skip
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", e.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": e.msg},
+                    }
+                ]
             ) from e
         except Exception as e:  # not UTF-8/16/32: FastAPI's 400
             raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
@@ -248,7 +259,12 @@ def render_response(
 ) -> bytes:  # fmt: skip
     """The `ScoreResponse` JSON, built from plain dicts in the schema's field order."""
     rows = [
-        {"id": i, "risk": p, "risk_tier": t, "reasons": None if reasons is None else [_reason(r) for r in reasons[k]]}
+        {
+            "id": i,
+            "risk": p,
+            "risk_tier": t,
+            "reasons": None if reasons is None else [_reason(r) for r in reasons[k]],
+        }
         for k, (i, p, t) in enumerate(zip(ids, risk.tolist(), tiers, strict=True))
     ]
     return pydantic_core.to_json({"model_version": version, "scored_at": scored_at, "rows": rows})
@@ -272,9 +288,11 @@ def _score(
     risk = np.clip(np.asarray(model.bundle.predict_proba(batch.frame), dtype=float), 0.0, 1.0)
     reasons = None
     if batch.reasons:
-        reasons = state.explainer(model.bundle, batch.frame, top_n=batch.top_n, language=settings.reason_language)
+        reasons = state.explainer(
+            model.bundle, batch.frame, top_n=batch.top_n, language=settings.reason_language
+        )
     out = render_response(
-        model.version, datetime.now(UTC), batch.ids, risk, assign_tiers(risk, tiers), reasons
+        model.version, datetime.now(UTC), batch.ids, risk, assign_tiers(risk, tiers).tolist(), reasons
     )
     return Response(out, media_type="application/json")
 
