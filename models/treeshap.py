@@ -314,8 +314,8 @@ def _subtree_tables(
     _fill_subtree_tables(
         out["entry_table"], out["entry_table_start"], out["entry_anc_start"], out["entry_anc"],
         out["entry_lo"], out["entry_size"], np.asarray(leaf_lo, dtype=np.int64),
-        np.asarray(leaf_hi, dtype=np.int64), out["entry_feature_start"], out["entry_feature"], leaf_slot_start, leaf_table_start, slot_feature,
-        slot_mask, slot_expect, table,
+        np.asarray(leaf_hi, dtype=np.int64), out["entry_feature_start"], out["entry_feature"],
+        leaf_slot_start, leaf_table_start, slot_feature, slot_mask, slot_expect, table,
     )  # fmt: skip
     return out
 
