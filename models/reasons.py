@@ -299,7 +299,7 @@ def _variant(
             fields["pct"] = _fmt(
                 round(abs(x) / avg * 100, 1) if abs(x) < avg / 10 else round(abs(x) / avg * 100)
             )
-            fields["share"] = lang["templates"]["slope_per_day"]["share"].format_map(_Default(fields))
+            fields["share"] = lang["templates"]["slope_per_day"]["share"].format_map(fields)
         return "flat" if avg and abs(x) / avg < 0.001 else _direction(x, flat=0.0)
     if template == "slope_rel":
         fields["metric"] = _term(lang, metric)
@@ -462,7 +462,7 @@ def _compare(
     fields["when"] = lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
     fields["ref"] = _fmt(round(ref, 1) if abs(ref) < 100 else round(ref))
     fields["ref_window"] = ref_window
-    fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(_Default(fields))
+    fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(fields)
     fields["__reading"] = direction
     return "compared"
 
@@ -503,7 +503,7 @@ def render_reason_with_reading(
     family, template, _, groups, fixed = _static_fields(feature, language)
     raw = row.get(feature)
     x = _num(raw)
-    fields: dict[str, Any] = dict(fixed)
+    fields: dict[str, Any] = _Default(fixed)  # format_map reads it as is: unknown -> ""
     shown = _fmt(raw)
     fields.update(value=shown, n=shown, s="" if x == 1 else "s")
     if reference is not None:
@@ -514,7 +514,7 @@ def render_reason_with_reading(
     texts = lang["templates"]
     block = texts.get(template, texts["generic"])
     text = block.get(variant) or texts["generic"]["missing" if _is_missing(raw) else "value"]
-    return family, text.format_map(_Default(fields)), reading
+    return family, text.format_map(fields), reading
 
 
 class _Default(dict):
@@ -604,16 +604,20 @@ class _RecordingRow(_RowView):
     __slots__ = ("read",)
 
     def __init__(self, cols: _Columns, i: int, key_tuple: tuple[str, ...]) -> None:
-        super().__init__(cols, i, key_tuple)
+        self._cols = cols
+        self._i = i
+        self.key_tuple = key_tuple
         self.read: list[str] = []
 
     def __getitem__(self, key: str) -> Any:
         self.read.append(key)
-        return super().__getitem__(key)
+        return self._cols[key][self._i]
 
     def get(self, key: str, default: Any = None) -> Any:
         self.read.append(key)
-        return super().get(key, default)
+        if key not in self._cols.names:
+            return default
+        return self._cols[key][self._i]
 
 
 _NAN = ("nan",)  # memo-key markers (see `_Columns.memo_keys`)
