@@ -320,6 +320,21 @@ def _subtree_tables(
     return out
 
 
+@numba.njit(cache=True, inline="always")
+def _leaf_table_row(  # pragma: no cover - compiled
+    bits: np.uint64, leaf: int, leaf_slot_start: np.ndarray, leaf_table_start: np.ndarray,
+    slot_mask: np.ndarray, slot_expect: np.ndarray,
+) -> tuple[int, int, int]:  # fmt: skip
+    """(first slot, path features p, table offset) of `leaf` for the node decisions `bits`."""
+    s0 = leaf_slot_start[leaf]
+    p = leaf_slot_start[leaf + 1] - s0
+    pattern = 0
+    for k in range(p):
+        if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
+            pattern |= 1 << k
+    return s0, p, leaf_table_start[leaf] + pattern * p
+
+
 @numba.njit(cache=True)
 def _fill_subtree_tables(  # pragma: no cover - compiled
     values: np.ndarray, table_start: np.ndarray, anc_start: np.ndarray, anc: np.ndarray, lo: np.ndarray,
@@ -342,13 +357,9 @@ def _fill_subtree_tables(  # pragma: no cover - compiled
             bits |= np.uint64(b >> na) << np.uint64(lo[e])
             base_out = table_start[e] + b * nf
             for leaf in range(leaf_lo[e], leaf_hi[e]):
-                s0 = leaf_slot_start[leaf]
-                p = leaf_slot_start[leaf + 1] - s0
-                pattern = 0
-                for k in range(p):
-                    if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
-                        pattern |= 1 << k
-                base = leaf_table_start[leaf] + pattern * p
+                s0, p, base = _leaf_table_row(
+                    bits, leaf, leaf_slot_start, leaf_table_start, slot_mask, slot_expect
+                )
                 for k in range(p):
                     f = slot_feature[s0 + k]
                     for m in range(nf):
@@ -444,14 +455,9 @@ def _kernel(  # pragma: no cover - compiled
                 for m in range(nf):
                     out[i, entry_feature[f0 + m]] += entry_table[base + m]
             for r in range(tree_rest_start[t], tree_rest_start[t + 1]):  # leaves outside them
-                leaf = rest_leaf[r]
-                s0 = leaf_slot_start[leaf]
-                p = leaf_slot_start[leaf + 1] - s0
-                pattern = 0
-                for k in range(p):
-                    if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
-                        pattern |= 1 << k
-                base = leaf_table_start[leaf] + pattern * p
+                s0, p, base = _leaf_table_row(
+                    bits, rest_leaf[r], leaf_slot_start, leaf_table_start, slot_mask, slot_expect
+                )
                 for k in range(p):
                     out[i, slot_feature[s0 + k]] += table[base + k]
 
