@@ -51,6 +51,10 @@ class _Rule:
     family: str
     template: str
     defaults: tuple[tuple[str, str], ...] = ()
+    benign: frozenset[str] = frozenset()
+
+
+_RULE_KEYS = ("pattern", "family", "template", "benign")
 
 
 @lru_cache(maxsize=1)
@@ -58,8 +62,9 @@ def _rules() -> tuple[_Rule, ...]:
     doc = yaml.safe_load((HERE / "templates" / "rules.yaml").read_text(encoding="utf-8"))
     rules = []
     for r in doc["rules"]:
-        extra = tuple((str(k), str(v)) for k, v in r.items() if k not in ("pattern", "family", "template"))
-        rules.append(_Rule(re.compile(r["pattern"]), r["family"], r["template"], extra))
+        extra = tuple((str(k), str(v)) for k, v in r.items() if k not in _RULE_KEYS)
+        benign = frozenset(str(b) for b in r.get("benign", ()))
+        rules.append(_Rule(re.compile(r["pattern"]), r["family"], r["template"], extra, benign))
     return tuple(rules)
 
 
@@ -98,6 +103,19 @@ def classify_feature(feature: str) -> tuple[str, str, dict[str, str]]:
                     groups["window"] = w.group(1)
             return rule.family, rule.template, groups
     return "other", "generic", {}
+
+
+@lru_cache(maxsize=4096)
+def benign_readings(feature: str) -> frozenset[str]:
+    """The readings of `feature` that describe a healthy account (`benign` in rules.yaml).
+
+    A reading is the sentence variant (`up`, `down`, `yes`, `no`, `promoter`, `annual`, ...);
+    for a value compared with a reference it is the direction (`up`, `down`, `flat`).
+    """
+    for rule in _rules():
+        if rule.pattern.search(feature):
+            return rule.benign
+    return frozenset()
 
 
 # --- formatting helpers -------------------------------------------------------------------
@@ -235,6 +253,10 @@ def _variant(
     lang: dict[str, Any], language: str, fields: dict[str, Any],
 ) -> str | None:  # fmt: skip
     """Pick the sentence variant for `template` and add its fields; None = the missing variant."""
+    if template == "generic":  # the most common template: tested first
+        if x is not None and not isinstance(raw, (str, bool, np.bool_)):
+            return _compare(feature, x, row, lang, fields)
+        return None if _is_missing(raw) else "value"
     w = groups.get("window", "")
     metric = groups.get("metric", "")
     if template == "ratio_vs_prev":
@@ -277,7 +299,7 @@ def _variant(
             fields["pct"] = _fmt(
                 round(abs(x) / avg * 100, 1) if abs(x) < avg / 10 else round(abs(x) / avg * 100)
             )
-            fields["share"] = lang["templates"]["slope_per_day"]["share"].format_map(_Default(fields))
+            fields["share"] = lang["templates"]["slope_per_day"]["share"].format_map(fields)
         return "flat" if avg and abs(x) / avg < 0.001 else _direction(x, flat=0.0)
     if template == "slope_rel":
         fields["metric"] = _term(lang, metric)
@@ -346,8 +368,6 @@ def _variant(
         fields["component"] = _term(lang, groups.get("component", feature))
     if template == "days_since":
         fields["what"] = _term(lang, groups.get("what", feature))
-    if template == "generic" and x is not None and not isinstance(raw, (str, bool, np.bool_)):
-        return _compare(feature, x, row, lang, fields)
     return None if _is_missing(raw) else "value"
 
 
@@ -388,6 +408,25 @@ def _companions(feature: str, keys: tuple[str, ...]) -> tuple[str, str, str, boo
     return base, "", "", is_level
 
 
+@lru_cache(maxsize=8192)
+def _window_of(name: str) -> str:
+    return str(re.findall(r"_(\d+)d(?=_|$)", name)[0])
+
+
+class _Keys(tuple[str, ...]):
+    """A frame's column names that hash once: they key per-feature caches on every render."""
+
+    _hash: int
+
+    def __new__(cls, names: Any) -> _Keys:
+        self = super().__new__(cls, names)
+        self._hash = tuple.__hash__(self)
+        return self
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def _row_keys(row: Mapping[str, Any]) -> tuple[str, ...]:
     return row.key_tuple if isinstance(row, _RowView) else tuple(str(k) for k in row)
 
@@ -400,7 +439,7 @@ def _compare(
     ref = _num(row.get(other)) if other else None
     ref_window = ""
     if ref is not None and kind == "window":
-        ref_window = re.findall(r"_(\d+)d(?=_|$)", other)[0]
+        ref_window = _window_of(other)
         if not is_level and fields["window"]:  # a count: the longer window's pace per our window
             ref = ref * float(fields["window"]) / float(ref_window)
             kind = "pace"
@@ -423,7 +462,8 @@ def _compare(
     fields["when"] = lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
     fields["ref"] = _fmt(round(ref, 1) if abs(ref) < 100 else round(ref))
     fields["ref_window"] = ref_window
-    fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(_Default(fields))
+    fields["cmp"] = lang["phrases"][f"cmp_{kind}_{direction}"].format_map(fields)
+    fields["__reading"] = direction
     return "compared"
 
 
@@ -451,21 +491,30 @@ def render_reason(
     `reference`: a typical value per feature (e.g. the training median), used when the row
     has no earlier period or longer window of the same metric to compare with.
     """
+    family, text, _ = render_reason_with_reading(feature, row, language, reference)
+    return family, text
+
+
+def render_reason_with_reading(
+    feature: str, row: Mapping[str, Any], language: str, reference: Mapping[str, float] | None
+) -> tuple[str, str, str]:
+    """(family, sentence, reading): `render_reason` plus what the sentence says (see `benign_readings`)."""
     lang = _language(language)
     family, template, _, groups, fixed = _static_fields(feature, language)
     raw = row.get(feature)
     x = _num(raw)
-    fields: dict[str, Any] = dict(fixed)
+    fields: dict[str, Any] = _Default(fixed)  # format_map reads it as is: unknown -> ""
     shown = _fmt(raw)
     fields.update(value=shown, n=shown, s="" if x == 1 else "s")
     if reference is not None:
         fields["__reference"] = reference.get(feature)
     variant = _variant(template, feature, x, raw, groups, row, lang, language, fields) or "missing"
     family = fields.pop("__family", family)
+    reading = str(fields.pop("__reading", variant))
     texts = lang["templates"]
     block = texts.get(template, texts["generic"])
     text = block.get(variant) or texts["generic"]["missing" if _is_missing(raw) else "value"]
-    return family, text.format_map(_Default(fields))
+    return family, text.format_map(fields), reading
 
 
 class _Default(dict):
@@ -475,19 +524,11 @@ class _Default(dict):
         return ""
 
 
-def _candidates(top: np.ndarray, values: np.ndarray, positive: int) -> Iterator[int]:
+def _candidates(top: list[int], values: np.ndarray, positive: int) -> Iterator[int]:
     """Feature indices by falling contribution: the precomputed top ones, then the rest."""
-    yield from top[:positive].tolist()
+    yield from top[:positive]
     if positive > len(top):
         yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
-
-
-def _family_of(feature: str, row: Mapping[str, Any], language: str) -> str:
-    """The reason family without rendering the sentence (renewals depend on the plan)."""
-    family, template, _, _, _ = _static_fields(feature, language)
-    if template in ("days_to_renewal", "billing"):
-        return render_reason(feature, row, language)[0]
-    return family
 
 
 class _Columns(dict[str, list[Any]]):
@@ -503,6 +544,30 @@ class _Columns(dict[str, list[Any]]):
         col: list[Any] = values.tolist() if values.dtype != object else list(values)
         self[key] = col
         return col
+
+    def memo_keys(self, key: str) -> list[Any]:
+        """The column as memo keys: equal keys <=> values that render the same way.
+
+        Floats compare by value, except that -0.0 and every NaN get markers of their own
+        (-0.0 == 0.0, and NaN != NaN); other objects are keyed with their type (1 == 1.0 == True).
+        """
+        cache = self.__dict__.setdefault("_memo", {})
+        if key not in cache:
+            if key not in self.names:
+                cache[key] = None
+            else:
+                values = self.frame[self.names[key]].to_numpy()
+                col = self[key]
+                if values.dtype.kind == "f":
+                    odd = np.isnan(values) | ((values == 0) & np.signbit(values))
+                    if odd.any():
+                        col = list(col)
+                        for i in np.flatnonzero(odd).tolist():
+                            col[i] = _NAN if col[i] != col[i] else _NEG_ZERO
+                elif values.dtype.kind != "b" and values.dtype.kind not in "iu":
+                    col = [(type(v), v if v == v else _NAN) for v in col]
+                cache[key] = col
+        return cache[key]  # type: ignore[no-any-return]
 
 
 class _RowView(Mapping[str, Any]):
@@ -533,6 +598,72 @@ class _RowView(Mapping[str, Any]):
         return self._cols.names.keys()
 
 
+class _RecordingRow(_RowView):
+    """A `_RowView` that notes which columns a render reads, in order."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, cols: _Columns, i: int, key_tuple: tuple[str, ...]) -> None:
+        self._cols = cols
+        self._i = i
+        self.key_tuple = key_tuple
+        self.read: list[str] = []
+
+    def __getitem__(self, key: str) -> Any:
+        self.read.append(key)
+        return self._cols[key][self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.append(key)
+        if key not in self._cols.names:
+            return default
+        return self._cols[key][self._i]
+
+
+_NAN = ("nan",)  # memo-key markers (see `_Columns.memo_keys`)
+_NEG_ZERO = ("-0.0",)
+
+
+class _BatchRenderer:
+    """`render_reason` for many rows of one frame, memoised on exactly what each render reads.
+
+    A render is a pure function of the feature, the language, the reference and the row
+    values it reads; which values it reads next depends only on the values read so far.
+    So a render that read columns (c1, ..., ck) with values (v1, ..., vk) gives the same
+    sentence for any row with those values in those columns: rows that share them (the
+    same plan, the same count, the same flag) are rendered once per batch.
+    """
+
+    def __init__(self, cols: _Columns, key_tuple: tuple[str, ...], language: str, reference: Any) -> None:
+        self.cols = cols
+        self.key_tuple = key_tuple
+        self.language = language
+        self.reference = reference
+        # feature -> [(columns read, their memo keys, {values read: (family, sentence)})]
+        self.memo: dict[
+            str, list[tuple[tuple[str, ...], list[Any], dict[tuple[Any, ...], tuple[str, str, str]]]]
+        ] = {}
+
+    def render(self, feature: str, i: int) -> tuple[str, str, str]:
+        """(family, sentence, reading) of `feature` for row `i`."""
+        by_reads = self.memo.get(feature)
+        if by_reads is None:
+            by_reads = self.memo[feature] = []
+        for _, keys, seen in by_reads:
+            hit = seen.get(tuple([None if k is None else k[i] for k in keys]))
+            if hit is not None:
+                return hit
+        row = _RecordingRow(self.cols, i, self.key_tuple)
+        out = render_reason_with_reading(feature, row, self.language, self.reference)
+        reads = tuple(dict.fromkeys(row.read))
+        entry = next((e for e in by_reads if e[0] == reads), None)
+        if entry is None:
+            entry = (reads, [self.cols.memo_keys(c) for c in reads], {})
+            by_reads.append(entry)
+        entry[2][tuple([None if k is None else k[i] for k in entry[1]])] = out
+        return out
+
+
 def reasons_from_contributions(
     X: pd.DataFrame,
     feature_names: Sequence[str],
@@ -547,15 +678,19 @@ def reasons_from_contributions(
 
     One reason per family: when a feature's family is already among the row's reasons, the
     next largest contributor of another family takes its place (so the top 3 name three
-    different problems). Only the chosen reasons are rendered; per-feature metadata is
-    computed once per feature name and language.
+    different problems). A reason must read as a risk: when the sentence would describe a
+    healthy state (a `benign` reading in rules.yaml, e.g. "active users up from 5 to 7" or
+    "on an annual plan"), the next contributor takes its place, so a row may get fewer
+    than `top_n` reasons. Only the chosen reasons are rendered, each distinct (feature,
+    values read) once per batch (`_BatchRenderer`); per-feature metadata is computed once
+    per feature name and language.
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
     n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
     cols = _Columns(X)
-    key_tuple = tuple(cols.names)
+    key_tuple = _Keys(cols.names)
     positive = (contrib > 0).sum(axis=1)
     # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
     k = min(n_feat, 4 * top_n)
@@ -566,17 +701,23 @@ def reasons_from_contributions(
         order = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
     else:
         order = np.argsort(-contrib, axis=1, kind="stable")
-    books = {}
+    static_family = [_static_fields(f, language)[0] for f in names]
+    # the plan decides a renewal reason's family: render it to know (the sentence is kept)
+    plan_dependent = [_static_fields(f, language)[1] in ("days_to_renewal", "billing") for f in names]
+    benign = [benign_readings(f) for f in names]
+    renderer = _BatchRenderer(cols, key_tuple, language, reference)
+    books: dict[str, tuple[str, str]] = {}
     out: list[list[Reason]] = []
-    for i in range(len(contrib)):
+    for i, (top, n_positive) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
         reasons: list[Reason] = []
         seen: set[str] = set()
-        row = _RowView(cols, i, key_tuple)
-        for j in _candidates(order[i], contrib[i], int(positive[i])):
-            feature = names[j]
-            if _family_of(feature, row, language) in seen:
+        for j in _candidates(top, contrib[i], n_positive):
+            if not plan_dependent[j] and static_family[j] in seen:
                 continue
-            family, text = render_reason(feature, row, language, reference)
+            feature = names[j]
+            family, text, reading = renderer.render(feature, i)
+            if family in seen or reading in benign[j]:
+                continue  # one reason per family; never a healthy reading shown as a risk
             seen.add(family)
             if family not in books:
                 books[family] = playbook_for(family)
@@ -585,7 +726,7 @@ def reasons_from_contributions(
                 Reason(
                     feature=feature,
                     family=family,
-                    value=_num(row.get(feature)),
+                    value=_num(cols[feature][i]),
                     shap=float(contrib[i, j]),
                     text=text,
                     playbook_id=book_id,

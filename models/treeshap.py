@@ -7,9 +7,17 @@ cover. A leaf's SHAP values therefore depend on the row only through which of it
 features (at most the tree depth, `p`) the row agrees with: 2**p patterns. At load the
 values are precomputed for every leaf and pattern (memory: leaves x 2**p x p floats); per
 row and tree the cost is then leaves x p lookups instead of leaves x depth**2 arithmetic.
-The result is the same exact SHAP value as LightGBM's (tests compare them to 1e-9), not
-an approximation. Trees with more than `MAX_PATH_FEATURES` distinct features on one path,
-categorical splits, linear trees and multi-class models fall back to LightGBM itself.
+Subtrees go one step further. The SHAP values that the leaves under a node N add up to
+depend on the row only through the decisions at N's ancestors and at the splits inside
+N's subtree; when those are at most `MAX_TABLE_BITS` decisions, the summed vector of each
+of their 2**bits patterns is stored for N, and a row costs one lookup of the subtree's
+few features instead of a pass over its leaves. Each tree is cut into the largest such
+subtrees from the root down (a whole small tree is one; a 31-leaf depth-6 tree is
+typically four); leaves left over keep their per-leaf tables, as do all trees past
+`TABLE_BUDGET` floats. The result is the same exact SHAP value as LightGBM's
+(tests compare them to 1e-9), not an approximation. Trees with more than
+`MAX_PATH_FEATURES` distinct features on one path, linear trees and multi-class models
+fall back to LightGBM itself.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 MAX_PATH_FEATURES = 10  # 2**10 patterns x 10 values per leaf at most
+MAX_TABLE_BITS = 10  # decisions (ancestors + splits) behind one subtree table: 1,024 patterns
+TABLE_BUDGET = 1 << 23  # floats (64 MB) over all subtree tables
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _CATEGORICAL = 3  # node kind: threshold = start of its category codes in `cat_values`
@@ -53,6 +63,17 @@ class TreeTables:
     slot_mask: np.ndarray
     slot_expect: np.ndarray
     table: np.ndarray
+    tree_entry_start: np.ndarray  # per tree: its subtree tables (entries) ...
+    tree_rest_start: np.ndarray  # ... and its leaves outside them (`rest_leaf`)
+    rest_leaf: np.ndarray
+    entry_anc_start: np.ndarray  # per entry: ancestors' node bits, in `entry_anc`
+    entry_anc: np.ndarray
+    entry_lo: np.ndarray  # per entry: the subtree's splits are node bits lo .. lo + size - 1
+    entry_size: np.ndarray
+    entry_feature_start: np.ndarray  # per entry: its features, in `entry_feature`
+    entry_feature: np.ndarray
+    entry_table_start: np.ndarray  # per entry: offset of its (2**bits, n features) table
+    entry_table: np.ndarray
 
 
 def _shapley_weights(p: int) -> np.ndarray:
@@ -95,14 +116,19 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
     leaf_tree_base: list[int] = []
     cat_values: list[int] = []
     cat_end: list[int] = []
+    cuts: list[list[tuple[list[int], int, int, int, int]]] = []  # per tree: subtree entries
+    rests: list[list[int]] = []  # per tree: leaves outside them
     for info in model["tree_info"]:
         root = info["tree_structure"]
         if "leaf_value" in root and "split_feature" not in root:
             bias += float(root["leaf_value"])
             tree_node_start.append(len(node_rows))
             tree_leaf_start.append(len(leaves))
+            cuts.append([])
+            rests.append([])
             continue
         base = len(node_rows)
+        local_of: dict[int, int] = {}  # id(node dict) -> node bit / leaf number
         total = float(root["internal_count"])
         stack: list[tuple[dict[str, Any], list[tuple[int, int, bool, float]]]] = [(root, [])]
         local = 0
@@ -124,10 +150,12 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
                     ratios[k] *= ratio
                 if len(feats) > MAX_PATH_FEATURES:
                     return None
+                local_of[id(node)] = len(leaves)
                 leaves.append((feats, entries, ratios, value))
                 leaf_tree_base.append(base)
                 continue
             gidx = base + local
+            local_of[id(node)] = local
             local += 1
             if node.get("decision_type") == "==":  # categorical: left when the code is listed
                 cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
@@ -147,6 +175,11 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
                 stack.append((child, [*path, (gidx, int(node["split_feature"]), left, c / count)]))
         if len(node_rows) - base > 64:
             return None  # a tree's decisions must fit one 64-bit mask
+        cut: list[tuple[list[int], int, int, int, int]] = []
+        rest: list[int] = []
+        _cut_tree(root, [], local_of, cut, rest)
+        cuts.append(cut)
+        rests.append(rest)
         tree_node_start.append(len(node_rows))
         tree_leaf_start.append(len(leaves))
     if model["tree_info"] and any("is_linear" in t and t["is_linear"] for t in model["tree_info"]):
@@ -183,6 +216,13 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
         tables.append(part)
         leaf_table_start.append(leaf_table_start[-1] + len(part))
     nodes = np.array(node_rows, dtype=object).reshape(-1, 4)
+    slots = np.asarray(slot_feature, dtype=np.int64)
+    table = np.concatenate(tables) if tables else np.zeros(0)
+    sub = _subtree_tables(
+        cuts, rests, np.asarray(tree_node_start, dtype=np.int64), np.asarray(leaf_slot_start, dtype=np.int64),
+        np.asarray(leaf_table_start, dtype=np.int64), slots, np.asarray(slot_mask, dtype=np.uint64),
+        np.asarray(slot_expect, dtype=np.uint64), table,
+    )  # fmt: skip
     return TreeTables(
         n_features=n_features,
         bias=bias,
@@ -196,11 +236,136 @@ def build_tables(booster: lgb.Booster) -> TreeTables | None:
         cat_values=np.asarray(cat_values, dtype=np.int64),
         leaf_slot_start=np.asarray(leaf_slot_start, dtype=np.int64),
         leaf_table_start=np.asarray(leaf_table_start, dtype=np.int64),
-        slot_feature=np.asarray(slot_feature, dtype=np.int64),
+        slot_feature=slots,
         slot_mask=np.asarray(slot_mask, dtype=np.uint64),
         slot_expect=np.asarray(slot_expect, dtype=np.uint64),
-        table=np.concatenate(tables) if tables else np.zeros(0),
+        table=table,
+        **sub,
     )
+
+
+def _cut_tree(
+    node: dict[str, Any], ancestors: list[int], local_of: dict[int, int],
+    cut: list[tuple[list[int], int, int, int, int]], rest: list[int],
+) -> tuple[int, int, int]:  # fmt: skip
+    """Cut the tree under `node` into subtree tables (appended to `cut`: ancestors, lo, size,
+    first leaf, leaves) and leftover leaves (`rest`); returns (splits, first leaf, leaves)."""
+    if "leaf_value" in node:
+        rest.append(local_of[id(node)])
+        return 0, local_of[id(node)], 1
+    me = local_of[id(node)]
+    n_cut, n_rest = len(cut), len(rest)
+    sizes = [_cut_tree(node[c], [*ancestors, me], local_of, cut, rest) for c in ("left_child", "right_child")]
+    splits = 1 + sizes[0][0] + sizes[1][0]
+    first = min(sizes[0][1], sizes[1][1])
+    n_leaves = sizes[0][2] + sizes[1][2]
+    if len(ancestors) + splits <= MAX_TABLE_BITS:  # the whole subtree fits one table
+        del cut[n_cut:], rest[n_rest:]
+        cut.append((ancestors, me, splits, first, n_leaves))
+    return splits, first, n_leaves
+
+
+def _subtree_tables(
+    cuts: list[list[tuple[list[int], int, int, int, int]]], rests: list[list[int]],
+    tree_node_start: np.ndarray, leaf_slot_start: np.ndarray, leaf_table_start: np.ndarray,
+    slot_feature: np.ndarray, slot_mask: np.ndarray, slot_expect: np.ndarray, table: np.ndarray,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The subtree-table arrays of `TreeTables`; trees past `TABLE_BUDGET` keep leaf tables."""
+    tree_entry_start, tree_rest_start = [0], [0]
+    rest_leaf: list[int] = []
+    anc_start, anc, lo, size, leaf_lo, leaf_hi = [0], [], [], [], [], []
+    feat_start, feats, table_start = [0], [], [0]
+    for cut, rest in zip(cuts, rests, strict=True):
+        tree_feats = []
+        cost = 0
+        for ancestors, _, splits, first, n_leaves in cut:
+            slots = slot_feature[leaf_slot_start[first] : leaf_slot_start[first + n_leaves]]
+            tree_feats.append(list(dict.fromkeys(slots.tolist())))
+            cost += (1 << (len(ancestors) + splits)) * len(tree_feats[-1])
+        if table_start[-1] + cost > TABLE_BUDGET:  # this tree keeps its leaf tables
+            leaves = sorted([*rest, *(f + k for _, _, _, f, n in cut for k in range(n))])
+            cut, rest, tree_feats = [], leaves, []
+        for (ancestors, me, splits, first, n_leaves), fs in zip(cut, tree_feats, strict=True):
+            anc.extend(ancestors)
+            anc_start.append(len(anc))
+            lo.append(me)
+            size.append(splits)
+            leaf_lo.append(first)
+            leaf_hi.append(first + n_leaves)
+            feats.extend(fs)
+            feat_start.append(len(feats))
+            table_start.append(table_start[-1] + (1 << (len(ancestors) + splits)) * len(fs))
+        tree_entry_start.append(len(lo))
+        rest_leaf.extend(rest)
+        tree_rest_start.append(len(rest_leaf))
+    out = {
+        "tree_entry_start": np.asarray(tree_entry_start, dtype=np.int64),
+        "tree_rest_start": np.asarray(tree_rest_start, dtype=np.int64),
+        "rest_leaf": np.asarray(rest_leaf, dtype=np.int64),
+        "entry_anc_start": np.asarray(anc_start, dtype=np.int64),
+        "entry_anc": np.asarray(anc, dtype=np.int64),
+        "entry_lo": np.asarray(lo, dtype=np.int64),
+        "entry_size": np.asarray(size, dtype=np.int64),
+        "entry_feature_start": np.asarray(feat_start, dtype=np.int64),
+        "entry_feature": np.asarray(feats, dtype=np.int64),
+        "entry_table_start": np.asarray(table_start, dtype=np.int64),
+        "entry_table": np.zeros(table_start[-1]),
+    }
+    _fill_subtree_tables(
+        out["entry_table"], out["entry_table_start"], out["entry_anc_start"], out["entry_anc"],
+        out["entry_lo"], out["entry_size"], np.asarray(leaf_lo, dtype=np.int64),
+        np.asarray(leaf_hi, dtype=np.int64), out["entry_feature_start"], out["entry_feature"],
+        leaf_slot_start, leaf_table_start, slot_feature, slot_mask, slot_expect, table,
+    )  # fmt: skip
+    return out
+
+
+@numba.njit(cache=True, inline="always")
+def _leaf_table_row(  # pragma: no cover - compiled
+    bits: np.uint64, leaf: int, leaf_slot_start: np.ndarray, leaf_table_start: np.ndarray,
+    slot_mask: np.ndarray, slot_expect: np.ndarray,
+) -> tuple[int, int, int]:  # fmt: skip
+    """(first slot, path features p, table offset) of `leaf` for the node decisions `bits`."""
+    s0 = leaf_slot_start[leaf]
+    p = leaf_slot_start[leaf + 1] - s0
+    pattern = 0
+    for k in range(p):
+        if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
+            pattern |= 1 << k
+    return s0, p, leaf_table_start[leaf] + pattern * p
+
+
+@numba.njit(cache=True)
+def _fill_subtree_tables(  # pragma: no cover - compiled
+    values: np.ndarray, table_start: np.ndarray, anc_start: np.ndarray, anc: np.ndarray, lo: np.ndarray,
+    size: np.ndarray, leaf_lo: np.ndarray, leaf_hi: np.ndarray, feat_start: np.ndarray, feats: np.ndarray,
+    leaf_slot_start: np.ndarray, leaf_table_start: np.ndarray, slot_feature: np.ndarray,
+    slot_mask: np.ndarray, slot_expect: np.ndarray, table: np.ndarray,
+) -> None:  # fmt: skip
+    """Each decision pattern's summed SHAP vector over the subtree's leaves, in leaf order."""
+    one = np.uint64(1)
+    for e in range(lo.shape[0]):
+        a0 = anc_start[e]
+        na = anc_start[e + 1] - a0
+        f0 = feat_start[e]
+        nf = feat_start[e + 1] - f0
+        for b in range(1 << (na + size[e])):
+            bits = np.uint64(0)  # the node decisions this pattern stands for
+            for k in range(na):
+                if (b >> k) & 1:
+                    bits |= one << np.uint64(anc[a0 + k])
+            bits |= np.uint64(b >> na) << np.uint64(lo[e])
+            base_out = table_start[e] + b * nf
+            for leaf in range(leaf_lo[e], leaf_hi[e]):
+                s0, p, base = _leaf_table_row(
+                    bits, leaf, leaf_slot_start, leaf_table_start, slot_mask, slot_expect
+                )
+                for k in range(p):
+                    f = slot_feature[s0 + k]
+                    for m in range(nf):
+                        if feats[f0 + m] == f:
+                            values[base_out + m] += table[base + k]
+                            break
 
 
 def _cat_ends(nodes: np.ndarray, cat_end: list[int]) -> np.ndarray:
@@ -231,6 +396,17 @@ def _kernel(  # pragma: no cover - compiled
     slot_mask: np.ndarray,
     slot_expect: np.ndarray,
     table: np.ndarray,
+    tree_entry_start: np.ndarray,
+    tree_rest_start: np.ndarray,
+    rest_leaf: np.ndarray,
+    entry_anc_start: np.ndarray,
+    entry_anc: np.ndarray,
+    entry_lo: np.ndarray,
+    entry_size: np.ndarray,
+    entry_feature_start: np.ndarray,
+    entry_feature: np.ndarray,
+    entry_table_start: np.ndarray,
+    entry_table: np.ndarray,
 ) -> None:
     n_nodes = node_feature.shape[0]
     n_rows = X.shape[0]
@@ -264,14 +440,24 @@ def _kernel(  # pragma: no cover - compiled
             for g in range(n0, tree_node_start[t + 1]):
                 if go_left[i, g]:
                     bits |= one << np.uint64(g - n0)
-            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                s0 = leaf_slot_start[leaf]
-                p = leaf_slot_start[leaf + 1] - s0
-                pattern = 0
-                for k in range(p):
-                    if (bits & slot_mask[s0 + k]) == slot_expect[s0 + k]:
-                        pattern |= 1 << k
-                base = leaf_table_start[leaf] + pattern * p
+            for e in range(tree_entry_start[t], tree_entry_start[t + 1]):  # subtree tables
+                a0 = entry_anc_start[e]
+                na = entry_anc_start[e + 1] - a0
+                idx = (
+                    np.int64((bits >> np.uint64(entry_lo[e])) & ((one << np.uint64(entry_size[e])) - one))
+                    << na
+                )
+                for k in range(na):
+                    idx |= np.int64((bits >> np.uint64(entry_anc[a0 + k])) & one) << k
+                f0 = entry_feature_start[e]
+                nf = entry_feature_start[e + 1] - f0
+                base = entry_table_start[e] + idx * nf
+                for m in range(nf):
+                    out[i, entry_feature[f0 + m]] += entry_table[base + m]
+            for r in range(tree_rest_start[t], tree_rest_start[t + 1]):  # leaves outside them
+                s0, p, base = _leaf_table_row(
+                    bits, rest_leaf[r], leaf_slot_start, leaf_table_start, slot_mask, slot_expect
+                )
                 for k in range(p):
                     out[i, slot_feature[s0 + k]] += table[base + k]
 
@@ -326,4 +512,15 @@ def _run(tables: TreeTables, X: np.ndarray, out: np.ndarray) -> None:
         tables.slot_mask,
         tables.slot_expect,
         tables.table,
+        tables.tree_entry_start,
+        tables.tree_rest_start,
+        tables.rest_leaf,
+        tables.entry_anc_start,
+        tables.entry_anc,
+        tables.entry_lo,
+        tables.entry_size,
+        tables.entry_feature_start,
+        tables.entry_feature,
+        tables.entry_table_start,
+        tables.entry_table,
     )

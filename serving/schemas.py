@@ -9,6 +9,9 @@ from pydantic import AllowInfNan, BaseModel, ConfigDict, Field, JsonValue, Stric
 
 Tier = Literal["high", "medium", "low"]
 MAX_BATCH_SCHEMA = 10_000  # hard ceiling in the schema; Settings.max_batch is the live limit
+MAX_FEATURES_PER_ROW = 5000
+MAX_TEXT = 200  # longest row id or category string
+TOP_N_MAX = 10
 
 EXAMPLE_REASON: dict[str, JsonValue] = {
     "text": "Weekly active users fell 45% over the last 30 days",
@@ -127,7 +130,9 @@ class AtRiskPage(BaseModel):
 # NaN and infinity. The app's 422 handler folds the two union-branch errors into one.
 FEATURE_UNION_TAGS = ("float", "constrained-str")
 FeatureValue = (
-    Annotated[float, Strict(), AllowInfNan(False)] | Annotated[str, Strict(), Field(max_length=200)] | None
+    Annotated[float, Strict(), AllowInfNan(False)]
+    | Annotated[str, Strict(), Field(max_length=MAX_TEXT)]
+    | None
 )
 
 
@@ -137,8 +142,8 @@ class ScoreRow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(None, max_length=200, description="Echoed back to match rows.")
-    features: dict[str, FeatureValue] = Field(max_length=5000)
+    id: str | None = Field(None, max_length=MAX_TEXT, description="Echoed back to match rows.")
+    features: dict[str, FeatureValue] = Field(max_length=MAX_FEATURES_PER_ROW)
 
 
 class ScoreRequest(BaseModel):
@@ -160,7 +165,7 @@ class ScoreRequest(BaseModel):
 
     rows: list[ScoreRow] = Field(min_length=1, max_length=MAX_BATCH_SCHEMA)
     reasons: Annotated[bool, Strict()] = True
-    top_n: Annotated[int, Strict()] = Field(3, ge=1, le=10)
+    top_n: Annotated[int, Strict()] = Field(3, ge=1, le=TOP_N_MAX)
 
 
 class ScoredRow(BaseModel):

@@ -151,6 +151,40 @@ def test_table_treeshap_equals_lightgbm_pred_contrib(params: dict[str, object]) 
     np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("table_bits", "budget", "leaves"),
+    [
+        (0, 1 << 23, 31),
+        (4, 1 << 23, 31),
+        (12, 1 << 23, 31),
+        (12, 1 << 23, 7),
+        (12, 20_000, 15),
+        (30, 1 << 23, 15),
+    ],
+)
+def test_subtree_tables_equal_lightgbm(
+    monkeypatch: pytest.MonkeyPatch, table_bits: int, budget: int, leaves: int
+) -> None:
+    """Subtree tables (none, small cuts, the default, whole trees, a budget that runs out) stay exact."""
+    monkeypatch.setattr(treeshap, "MAX_TABLE_BITS", table_bits)
+    monkeypatch.setattr(treeshap, "TABLE_BUDGET", budget)
+    X, y = _data()
+    booster = _booster(X, y, num_leaves=leaves, max_depth=6)
+    tables = treeshap.build_tables(booster)
+    assert tables is not None
+    n_leaves = len(tables.leaf_slot_start) - 1
+    covered = n_leaves - len(tables.rest_leaf)
+    assert (covered == 0) == (table_bits == 0)
+    if table_bits == 30:  # every tree is one table
+        assert len(tables.rest_leaf) == 0 and len(tables.entry_lo) == len(tables.tree_entry_start) - 1
+    if budget < 1e6:
+        assert 0 < len(tables.rest_leaf) < n_leaves and tables.entry_table.size <= budget
+    rows = np.vstack([X[:300], [[np.nan, 0.0, 0.0, -1.0, np.nan], [1e9, -1e9, np.nan, 99.0, 0.0]]])
+    expected = booster.predict(rows, pred_contrib=True)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows), expected, atol=1e-9)
+    np.testing.assert_allclose(treeshap.contributions(tables, rows, threads=2), expected, atol=1e-9)
+
+
 def test_deep_paths_fall_back_to_lightgbm(monkeypatch: pytest.MonkeyPatch) -> None:
     result, frame = fit_synthetic_bundle(200, 12, seed=2)
     monkeypatch.setattr(treeshap, "MAX_PATH_FEATURES", 2)  # every real path is longer

@@ -1,64 +1,221 @@
-"""Scoring of feature rows posted by a client: calibrated risk and reasons."""
+"""Scoring of feature rows posted by a client: calibrated risk and reasons.
+
+The body is parsed once, by a fast path that only accepts: orjson, then plain type checks
+that hold exactly what `ScoreRequest` plus the model's feature list would accept (numbers
+that are not booleans, finite by construction since orjson rejects NaN and infinity,
+known feature names, known categories, bounded strings and batch). Anything the fast path
+does not accept goes through FastAPI's own steps (`json.loads`, `ScoreRequest` validation,
+the row-by-row feature check), so every rejection and its 422 body are the ones the API
+has always given. The response is built as plain dicts in `ScoreResponse`'s field order and
+serialised once in Rust (tests check it equals `ScoreResponse(...).model_dump_json()`).
+"""
 
 from __future__ import annotations
 
+import email.message
+import itertools
+import json
 import math
+import operator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
+import orjson
 import pandas as pd
-from fastapi import APIRouter, Request, Response
+import pydantic_core
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from churnguard.scores import assign_tiers
+from serving.config import Settings
 from serving.deps import ModelDep, Reader, SettingsDep, StateDep
 from serving.schemas import (
+    MAX_BATCH_SCHEMA,
+    MAX_FEATURES_PER_ROW,
+    MAX_TEXT,
+    TOP_N_MAX,
     ErrorBody,
     FieldError,
-    Reason,
-    ScoredRow,
     ScoreRequest,
     ScoreResponse,
     error_responses,
 )
-from serving.state import ServingModel
+from serving.state import ServingModel, ServingState
 
 router = APIRouter(prefix="/v1", tags=["score"])
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    """`schema` with every `#/$defs/...` reference replaced by its definition."""
+    if isinstance(schema, dict):
+        ref = schema.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+# The handler reads the body itself (it is parsed once, see the module doc), so the OpenAPI
+# schema of the request body is given here, self-contained.
+_REQUEST_SCHEMA = ScoreRequest.model_json_schema()
+_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _inline_refs(_REQUEST_SCHEMA, _REQUEST_SCHEMA.get("$defs", {}))}
+        },
+    }
+}
+_ROW_KEYS = frozenset({"id", "features"})
+_TOP_KEYS = frozenset({"rows", "reasons", "top_n"})
+_NUMBER_KINDS = frozenset({float, int, type(None)})
+_TEXT_KINDS = frozenset({str, type(None)})
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A validated request: ids, the feature frame (model order), and the options."""
+
+    ids: list[str | None]
+    frame: pd.DataFrame
+    reasons: bool
+    top_n: int
 
 
 def _error(status: int, detail: str, errors: list[FieldError] | None = None) -> JSONResponse:
     return JSONResponse(ErrorBody(detail=detail, errors=errors).model_dump(mode="json"), status_code=status)
 
 
-def _frame(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
-    """Rows in the model's feature order (NaN/None = missing); unknown names and wrong kinds rejected.
+def _too_many(n: int, limit: int) -> JSONResponse:
+    return _error(
+        413,
+        f"batch of {n} rows exceeds the limit of {limit}",
+        [FieldError(field="rows", message=f"at most {limit} rows")],
+    )
 
-    Column by column (C-level list and array builds); any doubt about a value sends the whole
-    batch through the row-by-row check, which names each offending field.
-    """
-    feats = [row.features for row in body.rows]
-    known = model.feature_index.keys()
-    if any(not (f.keys() <= known) for f in feats):
-        return _frame_checked(model, body)
-    columns: dict[str, Any] = {}
-    for name in model.feature_names:
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's rule (strict content type): application/json or application/*+json."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    if message.get_content_maintype() != "application":
+        return False
+    subtype = message.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def _frame(model: ServingModel, X: np.ndarray, cats: dict[str, list[str | None]]) -> pd.DataFrame:
+    """The model-ordered frame: one float block, categorical columns as objects."""
+    frame = pd.DataFrame(X, columns=list(model.feature_names), copy=False)
+    for name, values in cats.items():
+        frame[name] = pd.Series(values, dtype=object)
+    return frame
+
+
+def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
+    """The batch, when every value is plainly valid; None = let the full validation decide."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict or not doc.keys() <= _TOP_KEYS:
+        return None
+    rows, reasons, top_n = doc.get("rows"), doc.get("reasons", True), doc.get("top_n", 3)
+    if type(rows) is not list or not 1 <= len(rows) <= MAX_BATCH_SCHEMA:
+        return None
+    if type(reasons) is not bool or type(top_n) is not int or not 1 <= top_n <= TOP_N_MAX:
+        return None
+    ids: list[str | None] = []
+    feats: list[dict[str, Any]] = []
+    n_features = len(model.feature_names)
+    partial_rows = False  # a row that leaves features out: its names are checked one by one
+    for row in rows:
+        if type(row) is not dict or not row.keys() <= _ROW_KEYS:
+            return None
+        f = row.get("features")
+        i = row.get("id")
+        if type(f) is not dict or len(f) > MAX_FEATURES_PER_ROW:
+            return None
+        if i is not None and (type(i) is not str or len(i) > MAX_TEXT):
+            return None
+        partial_rows = partial_rows or len(f) != n_features
+        ids.append(i)
+        feats.append(f)
+    numeric = [name for name in model.feature_names if name not in model.categories]
+    values: list[tuple[Any, ...]] | None = None
+    if not partial_rows and len(numeric) > 1:
+        try:  # rows that name every feature (the usual client) are read at C speed
+            values = list(map(operator.itemgetter(*numeric), feats))
+        except KeyError:
+            values = None
+    # n_features names per row, all the model's numeric and categorical ones: none is unknown
+    if values is None or not all(name in f for name in model.categories for f in feats):
+        known = model.feature_index.keys()
+        if not all(f.keys() <= known for f in feats):
+            return None
+        values = [tuple(map(f.get, numeric)) for f in feats]
+    if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_KINDS:
+        return None
+    X = np.empty((len(feats), n_features))
+    X[:, [model.feature_index[name] for name in numeric]] = np.array(values, dtype=float).reshape(
+        len(feats), len(numeric)
+    )
+    cats: dict[str, list[str | None]] = {}
+    for name, allowed in model.categories.items():
         col = [f.get(name) for f in feats]
-        kinds = set(map(type, col))
-        allowed = model.categories.get(name)
-        if allowed is not None:
-            if not kinds <= {str, type(None)} or not {v for v in col if v is not None} <= allowed:
-                return _frame_checked(model, body)
-            columns[name] = pd.Series(col, dtype=object)
-        elif not kinds <= {float, int, type(None)}:
-            return _frame_checked(model, body)
-        else:
-            columns[name] = np.array(col, dtype=float)
-    return pd.DataFrame(columns), []
+        if not set(map(type, col)) <= _TEXT_KINDS:
+            return None
+        given: set[str] = {v for v in set(col) if v is not None}
+        if not given <= allowed or any(len(v) > MAX_TEXT for v in given):
+            return None
+        cats[name] = col
+        X[:, model.feature_index[name]] = np.nan
+    return _Batch(ids, _frame(model, X, cats), reasons, top_n)
 
 
-def _frame_checked(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
-    """`_frame` row by row, collecting up to 20 field errors in row order."""
+def _validated_request(body: bytes, content_type: str | None) -> ScoreRequest:
+    """The request as FastAPI would decode and validate it (same errors, same 400/422)."""
+    decoded: Any = body
+    if not body:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    if _is_json(content_type):
+        try:
+            decoded = json.loads(body)
+        except json.JSONDecodeError as e:
+            raise RequestValidationError(
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", e.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": e.msg},
+                    }
+                ]
+            ) from e
+        except Exception as e:  # not UTF-8/16/32: FastAPI's 400
+            raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
+    try:
+        return ScoreRequest.model_validate(decoded, from_attributes=True)  # as FastAPI does
+    except ValidationError as e:
+        errors = [{**err, "loc": ("body", *err["loc"])} for err in e.errors()]
+        raise RequestValidationError(errors) from e
+
+
+def _checked_frame(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFrame | None, list[FieldError]]:
+    """The frame from a validated request, row by row, collecting up to 20 field errors in row order."""
     n = len(body.rows)
     X = np.full((n, len(model.feature_names)), np.nan)
     cats: dict[str, list[str | None]] = {name: [None] * n for name in model.categories}
@@ -86,50 +243,70 @@ def _frame_checked(model: ServingModel, body: ScoreRequest) -> tuple[pd.DataFram
                 return None, errors
     if errors:
         return None, errors
-    columns: dict[str, Any] = {}
-    for j, name in enumerate(model.feature_names):
-        columns[name] = pd.Series(cats[name], dtype=object) if name in cats else X[:, j]
-    return pd.DataFrame(columns), errors
+    return _frame(model, X, cats), errors
 
 
-def _reason(r: Any) -> Reason:
-    # Built from our own typed `models.reasons.Reason`: construct without re-validating.
-    value = r.value if r.value is not None and math.isfinite(float(r.value)) else None
-    return Reason.model_construct(
-        text=r.text, family=r.family, action=r.action, playbook_id=r.playbook_id,
-        feature=r.feature, value=value, shap=float(r.shap),
-    )  # fmt: skip
+def _reason(r: Any) -> dict[str, Any]:
+    """`serving.schemas.Reason` as a dict in its field order (from our typed `models.reasons.Reason`)."""
+    value = r.value if r.value is not None and math.isfinite(r.value) else None
+    return {"text": r.text, "family": r.family, "action": r.action, "playbook_id": r.playbook_id,
+            "feature": r.feature, "value": value, "shap": float(r.shap)}  # fmt: skip
 
 
-@router.post("/score", response_model=ScoreResponse, responses=error_responses(400, 401, 413, 422, 503))
-def score(
-    _: Reader, body: ScoreRequest, model: ModelDep, state: StateDep, settings: SettingsDep, request: Request
-) -> Any:
-    """Score one row or a batch of feature rows: calibrated risk, tier and top reasons."""
-    if len(body.rows) > settings.max_batch:
-        return _error(
-            413,
-            f"batch of {len(body.rows)} rows exceeds the limit of {settings.max_batch}",
-            [FieldError(field="rows", message=f"at most {settings.max_batch} rows")],
-        )
-    frame, errors = _frame(model, body)
-    if frame is None:
-        return _error(422, f"{errors[0].field}: {errors[0].message}", errors)
-    risk = np.clip(np.asarray(model.bundle.predict_proba(frame), dtype=float), 0.0, 1.0)
-    tiers = assign_tiers(risk, request.app.state.tiers)
-    reasons: list[list[Reason]] | None = None
-    if body.reasons:
-        explained = state.explainer(model.bundle, frame, top_n=body.top_n, language=settings.reason_language)
-        reasons = [[_reason(r) for r in rs] for rs in explained]
+def render_response(
+    version: str, scored_at: datetime, ids: list[str | None], risk: np.ndarray, tiers: list[str],
+    reasons: list[list[Any]] | None,
+) -> bytes:  # fmt: skip
+    """The `ScoreResponse` JSON, built from plain dicts in the schema's field order."""
     rows = [
-        ScoredRow(
-            id=row.id,
-            risk=float(risk[i]),
-            risk_tier=tiers[i],
-            reasons=None if reasons is None else reasons[i],
-        )
-        for i, row in enumerate(body.rows)
+        {
+            "id": i,
+            "risk": p,
+            "risk_tier": t,
+            "reasons": None if reasons is None else [_reason(r) for r in reasons[k]],
+        }
+        for k, (i, p, t) in enumerate(zip(ids, risk.tolist(), tiers, strict=True))
     ]
-    body_out = ScoreResponse(model_version=model.version, scored_at=datetime.now(UTC), rows=rows)
-    # Already validated as it was built: serialise once, skip FastAPI's second validation pass.
-    return Response(body_out.model_dump_json(), media_type="application/json")
+    return pydantic_core.to_json({"model_version": version, "scored_at": scored_at, "rows": rows})
+
+
+def _score(
+    body: bytes, content_type: str | None, model: ServingModel, state: ServingState, settings: Settings,
+    tiers: Any,
+) -> Response:  # fmt: skip
+    batch = _fast_batch(model, body) if _is_json(content_type) else None
+    if batch is None:
+        request = _validated_request(body, content_type)
+        if len(request.rows) > settings.max_batch:
+            return _too_many(len(request.rows), settings.max_batch)
+        frame, errors = _checked_frame(model, request)
+        if frame is None:
+            return _error(422, f"{errors[0].field}: {errors[0].message}", errors)
+        batch = _Batch([row.id for row in request.rows], frame, request.reasons, request.top_n)
+    elif len(batch.ids) > settings.max_batch:
+        return _too_many(len(batch.ids), settings.max_batch)
+    risk = np.clip(np.asarray(model.bundle.predict_proba(batch.frame), dtype=float), 0.0, 1.0)
+    reasons = None
+    if batch.reasons:
+        reasons = state.explainer(
+            model.bundle, batch.frame, top_n=batch.top_n, language=settings.reason_language
+        )
+    out = render_response(
+        model.version, datetime.now(UTC), batch.ids, risk, assign_tiers(risk, tiers).tolist(), reasons
+    )
+    return Response(out, media_type="application/json")
+
+
+@router.post(
+    "/score",
+    response_model=ScoreResponse,
+    responses=error_responses(400, 401, 413, 422, 503),
+    openapi_extra=_REQUEST_BODY,
+)
+async def score(_: Reader, model: ModelDep, state: StateDep, settings: SettingsDep, request: Request) -> Any:
+    """Score one row or a batch of feature rows: calibrated risk, tier and top reasons."""
+    body = await request.body()
+    work = partial(
+        _score, body, request.headers.get("content-type"), model, state, settings, request.app.state.tiers
+    )
+    return await anyio.to_thread.run_sync(work)

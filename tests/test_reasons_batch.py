@@ -1,0 +1,104 @@
+"""Batch reason rendering: the same sentences as rendering row by row, and never a healthy reading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from models.reasons import (
+    HERE,
+    benign_readings,
+    classify_feature,
+    reasons_from_contributions,
+    render_reason_with_reading,
+)
+
+
+def _row_by_row(
+    X: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int, language: str, reference: Any
+) -> list[list[tuple[Any, ...]]]:
+    """The documented rule, one row and one candidate at a time, rendering every candidate."""
+    out = []
+    for i, row in enumerate(X.to_dict(orient="records")):
+        reasons: list[tuple[Any, ...]] = []
+        seen: set[str] = set()
+        for j in np.argsort(-contrib[i, : len(names)], kind="stable"):
+            if contrib[i, j] <= 0 or len(reasons) == top_n:
+                break
+            family, text, reading = render_reason_with_reading(names[j], row, language, reference)
+            if family in seen or reading in benign_readings(names[j]):
+                continue
+            seen.add(family)
+            reasons.append((names[j], family, text))
+        out.append(reasons)
+    return out
+
+
+@pytest.mark.slow
+def test_batch_reasons_equal_row_by_row_rendering(tiny_model: Any) -> None:
+    """On the tiny simulated company's model and features (rows repeated, some values made
+    -0.0 or NaN so the memo sees equal, signed and missing values), en and ja."""
+    from models.bundle import ModelBundle
+
+    bundle = ModelBundle.load(tiny_model.model)
+    names = bundle.feature_names
+    feats = pd.read_parquet(tiny_model.features)
+    X = pd.concat([feats, feats.head(50)], ignore_index=True)[names]
+    numeric = [n for n in names if n not in bundle.spec.categories]
+    rng = np.random.default_rng(0)
+    for name in numeric[:: max(1, len(numeric) // 10)]:
+        col = X[name].to_numpy(dtype=float, copy=True)
+        col[rng.random(len(col)) < 0.05] = -0.0
+        col[rng.random(len(col)) < 0.05] = np.nan
+        X[name] = col
+    contrib = bundle.contributions(X)
+    for language, top_n, reference in (("en", 3, bundle.feature_reference), ("ja", 5, None)):
+        batch = reasons_from_contributions(X, names, contrib, top_n, language, reference)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, top_n, language, reference)
+        assert sum(map(len, got)) > len(X)  # most rows have reasons: the comparison is not empty
+
+
+def test_a_healthy_reading_is_never_shown_as_a_risk() -> None:
+    """Active users rose (5 -> 7) and the plan is annual: both contribute to risk here, yet
+    neither reads as one, so the next contributors are shown instead."""
+    row = {
+        "active_users_30d": 7.0,
+        "active_users_prev_30d": 5.0,
+        "billing_annual": 1.0,
+        "nps_last": 3.0,
+        "bugs_high_open": 2.0,
+    }
+    names = list(row)
+    X = pd.DataFrame([row, {**row, "active_users_30d": 3.0}])
+    contrib = np.array([[0.9, 0.0, 0.8, 0.3, 0.2, 0.0]] * 2)
+    first, second = reasons_from_contributions(X, names, contrib, top_n=3)
+    assert [r.feature for r in first] == ["nps_last", "bugs_high_open"]  # fewer than 3: none left
+    assert not any("up from" in r.text or "annual" in r.text for r in first)
+    # the same feature is shown when its reading is a risk: users down from 5 to 3
+    assert second[0].feature == "active_users_30d" and "down from 5" in second[0].text
+    assert render_reason_with_reading("active_users_30d", row, "en", None)[2] == "up"
+
+
+def test_benign_readings_name_real_variants() -> None:
+    """Each `benign` entry in rules.yaml is a variant its template can produce (a typo would
+    silently never match)."""
+    rules = yaml.safe_load((HERE / "templates" / "rules.yaml").read_text(encoding="utf-8"))["rules"]
+    texts = yaml.safe_load((HERE / "templates" / "en.yaml").read_text(encoding="utf-8"))["templates"]
+    directions = {"up", "down", "flat"}
+    for rule in rules:
+        for reading in rule.get("benign", []):
+            assert isinstance(reading, str), rule  # YAML turns bare yes/no into booleans
+            allowed = set(texts.get(rule["template"], {})) | {"missing"}
+            if rule["template"] == "generic":
+                allowed |= directions
+            assert reading in allowed, (rule["pattern"], reading)
+    assert benign_readings("active_users_30d") == {"up"}
+    assert benign_readings("tickets_sev_high_30d") == {"down"}
+    assert classify_feature("csat_mean_90d")[:2] == ("bug_escalation", "generic")
+    assert benign_readings("csat_mean_90d") == {"up"}
+    assert benign_readings("weird_unknown_column") == frozenset()

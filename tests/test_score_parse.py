@@ -1,0 +1,138 @@
+"""POST /v1/score's fast body parser accepts only what the full validation accepts, with the same frame."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi import HTTPException
+from fastapi.exceptions import RequestValidationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from serving.routers.score import _checked_frame, _fast_batch, _validated_request, render_response
+from serving.schemas import ScoreResponse
+from serving.state import ServingModel
+
+NAMES = ("seats", "plan", "nps_last", "segment", "active_users_30d")
+CATEGORIES = {"plan": frozenset({"basic", "pro"}), "segment": frozenset({"smb", "enterprise"})}
+MODEL = ServingModel(
+    bundle=None, version="1", content_hash=None, trained_at=None, metrics={}, feature_names=NAMES,
+    feature_index={n: i for i, n in enumerate(NAMES)}, categories=CATEGORIES, source="test",
+    fingerprint="", loaded_at=datetime.now(UTC),
+)  # fmt: skip
+FULL_ROW = {"seats": 3, "plan": "pro", "nps_last": None, "segment": "smb", "active_users_30d": 2.5}
+
+
+def _full(body: bytes) -> tuple[Any, pd.DataFrame] | None:
+    """FastAPI's decode + ScoreRequest + the row-by-row feature check; None = rejected."""
+    try:
+        request = _validated_request(body, "application/json")
+    except (RequestValidationError, HTTPException):
+        return None
+    frame, _ = _checked_frame(MODEL, request)
+    return None if frame is None else (request, frame)
+
+
+def _assert_same(body: bytes) -> bool:
+    """The fast path accepts only bodies the full path accepts, and reads them the same way."""
+    fast, full = _fast_batch(MODEL, body), _full(body)
+    if fast is None:
+        return full is not None
+    assert full is not None, body[:300]
+    request, frame = full
+    assert fast.ids == [row.id for row in request.rows]
+    assert (fast.reasons, fast.top_n) == (request.reasons, request.top_n)
+    pd.testing.assert_frame_equal(fast.frame, frame)
+    return True
+
+
+def _body(rows: list[Any], **top: Any) -> bytes:
+    return json.dumps({"rows": rows, **top}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "valid"),
+    [
+        (_body([{"features": FULL_ROW}] * 3), True),
+        (_body([{"id": "a", "features": FULL_ROW}, {"id": None, "features": {"seats": 1}}], top_n=2), True),
+        (_body([{"features": {}}], reasons=False), True),
+        # n_features names, but an unknown one in place of a categorical one
+        (_body([{"features": {**{k: v for k, v in FULL_ROW.items() if k != "plan"}, "bogus": 1.0}}]), False),
+        (_body([{"features": {**{k: v for k, v in FULL_ROW.items() if k != "seats"}, "bogus": 1.0}}]), False),
+        (_body([{"features": {**FULL_ROW, "plan": "gold"}}]), False),
+        (_body([{"features": {**FULL_ROW, "plan": True}}]), False),
+        (_body([{"features": {**FULL_ROW, "plan": 1}}]), False),
+        (_body([{"features": {**FULL_ROW, "seats": True}}]), False),
+        (_body([{"features": {**FULL_ROW, "seats": "3"}}]), False),
+        (_body([{"features": {**FULL_ROW, "seats": [3]}}]), False),
+        (_body([{"id": 3, "features": FULL_ROW}]), False),
+        (_body([{"id": "x" * 201, "features": FULL_ROW}]), False),
+        (_body([{"features": FULL_ROW, "extra": 1}]), False),
+        (_body([{"features": FULL_ROW}], top_n=True), False),
+        (_body([{"features": FULL_ROW}], reasons=1), False),
+        (_body([]), False),
+        (b'{"rows": [{"features": {"seats": NaN}}]}', False),
+        (b'{"rows": [{"features": {"seats": 1e999}}]}', False),
+        (_body([{"features": {**FULL_ROW, "seats": 10**30}}]), True),  # a float, as pydantic reads it
+    ],
+)
+def test_fast_parser_agrees_with_full_validation(body: bytes, valid: bool) -> None:
+    _assert_same(body)
+    assert (_full(body) is not None) == valid
+    assert (_fast_batch(MODEL, body) is not None) == valid  # every valid body here takes the fast path
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["basic", "pro", "smb", "enterprise", "gold", "", "x" * 201]),
+    st.lists(st.integers(), max_size=1),
+)
+_KEYS = st.sampled_from([*NAMES, "bogus"])
+_ROWS = st.fixed_dictionaries(
+    {"features": st.dictionaries(_KEYS, _VALUES, max_size=6)},
+    optional={"id": st.one_of(st.none(), st.text(max_size=3), st.integers()), "extra": st.just(1)},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    rows=st.lists(st.one_of(_ROWS, st.just({"features": FULL_ROW})), max_size=4),
+    top=st.dictionaries(st.sampled_from(["reasons", "top_n", "bogus"]), _VALUES, max_size=2),
+)
+def test_fast_parser_never_accepts_what_full_validation_rejects(rows: list[Any], top: dict[str, Any]) -> None:
+    ACCEPTED.append(_assert_same(_body(rows, **top)) and _fast_batch(MODEL, _body(rows, **top)) is not None)
+
+
+ACCEPTED: list[bool] = []
+
+
+def test_generated_bodies_include_accepted_ones() -> None:
+    """The property above is not vacuous: some generated bodies pass the fast path."""
+    if not ACCEPTED:
+        test_fast_parser_never_accepts_what_full_validation_rejects()
+    assert 10 < sum(ACCEPTED) < len(ACCEPTED)
+
+
+def test_response_bytes_equal_the_pydantic_model_dump() -> None:
+    from models.reasons import Reason
+
+    reason = Reason(
+        feature="seats", family="usage_decline", value=float("nan"), shap=0.25, text="few seats \u2192 7",
+        playbook_id="p@1", action="Call",
+    )  # fmt: skip
+    at = datetime(2026, 11, 28, 11, 0, 0, 123456, tzinfo=UTC)
+    risk = np.array([0.25, 1.0, 0.0])
+    out = render_response("v1", at, ["a", None, "c"], risk, ["high", "low", "low"], [[reason], [], [reason]])
+    expected = ScoreResponse.model_validate(json.loads(out)).model_dump_json().encode()
+    assert out == expected
+    assert json.loads(out)["rows"][0]["reasons"][0]["value"] is None  # NaN -> null
+    bare = render_response("v1", at, ["a"], risk[:1], ["high"], None)
+    assert bare == ScoreResponse.model_validate(json.loads(bare)).model_dump_json().encode()
