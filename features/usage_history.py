@@ -12,8 +12,11 @@ was always light. This module measures, for each snapshot t:
 From these, `finish_usage_history` derives the *usage intensity* of a period,
 log((events + 0.5) / (enabled users + 0.5)) with enabled users = user-days / period
 length, and its history: lags, an exponentially weighted mean (what "usual" looks like
-for this account), the drop of the last period below it, means, least-squares slopes,
-and the same for the share of events that are core events.
+for this account), the change of the last period against it, means, least-squares slopes,
+and the same for the share of events that are core events. Intensities are computed on
+that log scale and published in readable units (events per enabled user per 30 days,
+% changes, the relative change over a window), each a monotone function of its log form,
+so that reasons can quote them to a CS manager (docs/features.md).
 
 Event counts come from running sums over the per-(account, day) aggregate of
 `features/usage.py` (`usage_account_days`): one window function over the account's active
@@ -195,6 +198,16 @@ def _ewm(values: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
+def _per_user(log_intensity: np.ndarray) -> np.ndarray:
+    """Events per enabled user per 30 days from the log intensity (a geometric mean for means)."""
+    return np.exp(log_intensity)
+
+
+def _pct(log_ratio: np.ndarray) -> np.ndarray:
+    """A log ratio as a % change (-45.0 = 45 % below)."""
+    return (np.exp(log_ratio) - 1.0) * 100.0
+
+
 def _slope(values: np.ndarray) -> np.ndarray:
     """Least-squares slope per period of the columns (newest first), NaN with fewer than 3 values."""
     x = np.arange(values.shape[1])[::-1].astype(float)  # newest period has the largest x
@@ -248,15 +261,19 @@ def finish_usage_history(frame: pd.DataFrame) -> pd.DataFrame:
         days = np.column_stack([out[user_days_col(k)].to_numpy(float) for k in range(PERIODS)])
         users = days / PERIOD_DAYS
         intensity = np.where(days > 0, np.log((events + 0.5) / (users + 0.5)), np.nan)
-        new["usage_intensity_30d"] = intensity[:, 0]
+        # Computed on the log scale (ratios become differences); published in a CS manager's
+        # units: events per enabled user per 30 days, % changes, relative change over a window.
+        # Each is a monotone function of its log form, so the trees split the same way.
+        new["usage_intensity_30d"] = _per_user(intensity[:, 0])
         for k in range(1, min(6, PERIODS)):
-            new[f"usage_intensity_30d_lag{k}"] = intensity[:, k]
-        new["usage_intensity_ewm"] = _ewm(intensity, EWM_WEIGHT)
-        new["usage_intensity_drop_vs_ewm"] = _ewm(intensity[:, 1:], EWM_WEIGHT) - intensity[:, 0]
-        new["usage_intensity_mean_180d"] = _nanmean(intensity[:, :6])
-        new["usage_intensity_mean_360d"] = _nanmean(intensity)
-        new["usage_intensity_slope_90d"] = _slope(intensity[:, :3])
-        new["usage_intensity_slope_180d"] = _slope(intensity[:, :6])
+            new[f"usage_intensity_30d_lag{k}"] = _per_user(intensity[:, k])
+        new["usage_intensity_ewm"] = _per_user(_ewm(intensity, EWM_WEIGHT))
+        new["usage_intensity_vs_usual_trend_30d_pct"] = _pct(intensity[:, 0] - _ewm(intensity[:, 1:], EWM_WEIGHT))
+        new["usage_intensity_mean_180d"] = _per_user(_nanmean(intensity[:, :6]))
+        new["usage_intensity_mean_360d"] = _per_user(_nanmean(intensity))
+        # slope per period x periods in the window: the relative change over the window
+        new["usage_intensity_slope_90d_rel"] = np.exp(_slope(intensity[:, :3]) * 3) - 1.0
+        new["usage_intensity_slope_180d_rel"] = np.exp(_slope(intensity[:, :6]) * 6) - 1.0
         # the early window as one period: events per PERIOD_DAYS and mean enabled users
         length = out[EARLY_LENGTH].to_numpy(float)
         early_days = out[user_days_col(EARLY)].to_numpy(float)
@@ -266,8 +283,8 @@ def finish_usage_history(frame: pd.DataFrame) -> pd.DataFrame:
             early = np.where(
                 (early_days > 0) & (length > 0), np.log((per_period + 0.5) / (early_users + 0.5)), np.nan
             )
-        new["usage_intensity_first_90d"] = early
-        new["usage_intensity_30d_vs_first_90d"] = intensity[:, 0] - early
+        new["usage_intensity_at_start"] = _per_user(early)
+        new["usage_intensity_vs_start_trend_30d_pct"] = _pct(intensity[:, 0] - early)
     internal = [c for c in out.columns if c.startswith("_hist_")]
     result = pd.concat([out.drop(columns=internal), pd.DataFrame(new, index=out.index)], axis=1)
     assert len(result) == n

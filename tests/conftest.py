@@ -8,6 +8,7 @@ Fixtures are lazy: a test that needs only validated tables never trains a model.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,47 @@ def tiny_model(tiny_features: Tiny) -> Tiny:
         ]
     )  # fmt: skip
     return t
+
+
+def run_stages_to_model(t: Tiny) -> Tiny:
+    """simulate -> validate -> snapshots -> features -> train for the company in `t` (its params.yaml)."""
+    from pipeline import features, simulate, snapshots, train, validate
+
+    simulate.main(["--out", str(t.raw), "--truth-out", str(t.truth), "--params", str(t.params)])
+    validate.main(["--input", str(t.raw), "--out", str(t.validated), "--params", str(t.params)])
+    snapshots.main(["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)])
+    features.main(
+        [
+            "--validated", str(t.validated),
+            "--snapshots", str(t.snapshots),
+            "--out", str(t.features),
+            "--text-model", str(t.text_model),
+            "--metrics", str(t.metrics / "features.json"),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    os.environ["MLFLOW_TRACKING_URI"] = t.tracking_uri
+    train.main(
+        [
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--validation-report", str(t.validated / "validation_report.json"),
+            "--model-out", str(t.model),
+            "--summary", str(t.train_summary),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return t
+
+
+@pytest.fixture(scope="session")
+def default_model(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """The default simulated company (the repo's params.yaml, unchanged), trained: for the
+    acceptance checks of model behaviour, which need a model with enough churners to learn
+    from (the tiny company has about 20; a 600-account one was not enough either)."""
+    t = Tiny(tmp_path_factory.mktemp("default"))
+    shutil.copyfile(REPO / "params.yaml", t.params)
+    return run_stages_to_model(t)
 
 
 @pytest.fixture(scope="session")

@@ -167,8 +167,6 @@ def test_usage_history_matches_an_independent_recount(sim) -> None:  # type: ign
     user_days = days.groupby([m["account_id"], m["snapshot_date"]]).sum()
     idx = pd.MultiIndex.from_frame(f[["account_id", "snapshot_date"]])
     user_days = user_days.reindex(idx, fill_value=0.0).to_numpy()
-    expected = np.where(
-        user_days > 0, np.log((f["events_30d"].to_numpy() + 0.5) / (user_days / 30 + 0.5)), np.nan
-    )
+    expected = np.where(user_days > 0, (f["events_30d"].to_numpy() + 0.5) / (user_days / 30 + 0.5), np.nan)
     np.testing.assert_allclose(f["usage_intensity_30d"].to_numpy(), expected, rtol=1e-9, atol=1e-9)
-    assert f["usage_intensity_drop_vs_ewm"].notna().mean() > 0.5
+    assert f["usage_intensity_vs_usual_trend_30d_pct"].notna().mean() > 0.5

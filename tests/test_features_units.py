@@ -183,18 +183,18 @@ def test_usage_history_periods_intensity_and_unobserved_periods(engine: Engine, 
     assert not any(c.startswith("_hist_") for c in out.columns)
     a, b = _at(out, "a"), _at(out, "b")
     # period 0 = [t - 30 d, t): 90 events; users 30 + 15 + 30 user-days = 2.5 enabled users
-    assert a["usage_intensity_30d"] == pytest.approx(np.log(90.5 / 3.0))
-    assert a["usage_intensity_30d_lag1"] == pytest.approx(np.log(30.5 / 3.5))
+    assert a["usage_intensity_30d"] == pytest.approx(90.5 / 3.0)
+    assert a["usage_intensity_30d_lag1"] == pytest.approx(30.5 / 3.5)
     assert a["core_event_share_30d"] == pytest.approx(1 / 3) and a["core_event_share_30d_lag1"] == 1.0
     assert a["events_30d_lag5"] == 30  # [t - 180 d, t - 150 d) starts 2024-09-02, inside the log
     # periods starting before the log's first day are unobserved: the mean uses periods 0..5 only
     lags = [np.log(90.5 / 3.0)] + [np.log(30.5 / 3.5)] * 5
-    assert a["usage_intensity_mean_360d"] == pytest.approx(np.mean(lags))
-    assert a["usage_intensity_drop_vs_ewm"] == pytest.approx(np.log(30.5 / 3.5) - np.log(90.5 / 3.0))
-    assert a["usage_intensity_slope_90d"] > 0
-    assert np.isnan(a["usage_intensity_first_90d"])  # created before the log started
+    assert a["usage_intensity_mean_360d"] == pytest.approx(np.exp(np.mean(lags)))  # geometric mean
+    assert a["usage_intensity_vs_usual_trend_30d_pct"] == pytest.approx((90.5 / 3.0 / (30.5 / 3.5) - 1) * 100)
+    assert a["usage_intensity_slope_90d_rel"] > 0
+    assert np.isnan(a["usage_intensity_at_start"])  # created before the log started
     # b: created 2024-12-01, first 90 days fully observed (180 events, one user)
-    assert b["usage_intensity_first_90d"] == pytest.approx(np.log(60.5 / 1.5))
+    assert b["usage_intensity_at_start"] == pytest.approx(60.5 / 1.5)
     assert b["events_30d_lag3"] == 0 and np.isnan(b["usage_intensity_30d_lag3"])  # no user yet
 
 

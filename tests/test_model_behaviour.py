@@ -150,11 +150,14 @@ def _collapse_in_raw_data(validated: Path, out: Path, account: str, t: pd.Timest
 
 
 @pytest.mark.slow
-def test_tiny_model_collapsing_usage_and_departed_champion_is_top_decile(tiny_model, tmp_path) -> None:
-    """An ordinary account whose usage collapses and whose champion leaves lands in the top decile."""
+def test_collapsing_usage_and_departed_champion_is_top_decile_on_the_default_company(
+    default_model, tmp_path
+) -> None:
+    """An ordinary account whose usage collapses and whose champion leaves lands in the top decile
+    (issue 4's acceptance case, on the default simulated company)."""
     from pipeline import features as features_stage
 
-    t = tiny_model
+    t = default_model
     bundle = ModelBundle.load(t.model)
     features = pd.read_parquet(t.features)
     when = features["snapshot_date"].max()

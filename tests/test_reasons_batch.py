@@ -97,7 +97,7 @@ def test_benign_readings_name_real_variants() -> None:
             if rule["template"] == "generic":
                 allowed |= directions
             assert reading in allowed, (rule["pattern"], reading)
-    assert benign_readings("active_users_30d") == {"up"}
+    assert benign_readings("active_users_30d") == {"up", "missing"}
     assert benign_readings("tickets_sev_high_30d") == {"down"}
     assert classify_feature("csat_mean_90d")[:2] == ("bug_escalation", "generic")
     assert benign_readings("csat_mean_90d") == {"up"}
