@@ -21,6 +21,7 @@ from churnguard.stage import run_stage
 from features.build import FeatureParams, FittedState, build_features, describe, dumps, fit_feature_state
 from features.engine import Engine
 from features.health import HealthParams
+from features.snapshots import SnapshotParams
 from features.text import detect_language, evaluate_text_model
 from features.usage import plan_event_batches, prepare_event_aggregates, raw_event_source
 from models.split import SplitParams, train_cutoff
@@ -41,11 +42,12 @@ def read_tables(validated: Path) -> dict[str, pd.DataFrame | None]:
     return tables
 
 
-def choose_cutoff(snaps: pd.DataFrame, split: SplitParams) -> pd.Timestamp:
-    """The train cut-off: the first validation snapshot date (models/split.py)."""
+def choose_cutoff(snaps: pd.DataFrame, split: SplitParams, embargo_days: int = 0) -> pd.Timestamp:
+    """The train cut-off: the model's first validation snapshot date (models/split.py), with the
+    same embargo (snapshots.lead_days + horizon_days) as the train stage."""
     labelled = snaps.loc[snaps["label_observable"], "snapshot_date"]
     try:
-        return train_cutoff(labelled, split.test_months, split.valid_months)
+        return train_cutoff(labelled, split.test_months, split.valid_months, embargo_days)
     except InputError as exc:
         first = pd.Timestamp(snaps["snapshot_date"].min())
         log.warning("%s; fitting the text model only on data before the first snapshot %s", exc, first)
@@ -82,11 +84,16 @@ def run(
     params: FeatureParams,
     health: HealthParams,
     split: SplitParams,
+    embargo_days: int = 0,
 ) -> pd.DataFrame:
-    """Build and write features, the text-model artefact and the metrics file."""
+    """Build and write features, the text-model artefact and the metrics file.
+
+    Fitted parts (core events, the text model) see data before the train cut-off only;
+    `embargo_days` as in `models.train` so that the cut-off is the model's own.
+    """
     snaps = pd.read_parquet(snapshots)
     tables = read_tables(validated)
-    cutoff = choose_cutoff(snaps, split)
+    cutoff = choose_cutoff(snaps, split, embargo_days)
     engine = Engine(
         threads=params.engine.threads,
         memory_limit=params.engine.memory_limit,
@@ -133,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    window = load_section("snapshots", SnapshotParams, args.params)
     run(
         validated=args.validated,
         snapshots=args.snapshots,
@@ -142,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         params=load_section("features", FeatureParams, args.params),
         health=load_section("health", HealthParams, args.params),
         split=load_section("split", SplitParams, args.params),
+        embargo_days=window.lead_days + window.horizon_days,
     )
 
 
