@@ -236,6 +236,10 @@ def settings_for(c: Company, **overrides: Any) -> Any:
         "model_uri": str(c.model),
         "scores_dir": c.scores,
         "params_path": c.root / "params.yaml",
+        # the company's own report files (absent unless a test writes them), never the
+        # working directory's metrics/ of a pipeline run
+        "report_path": c.root / "metrics" / "report.json",
+        "monitoring_path": c.root / "metrics" / "monitoring.json",
         "poll_seconds": 0,
         **overrides,
     }
