@@ -203,19 +203,32 @@ def _plan_columns(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def _is_monthly(row: Mapping[str, Any]) -> bool:
     """True when the row's first informative billing column says monthly (default: annual)."""
     for key, kind in _plan_columns(_row_keys(row)):
-        v = row.get(key)
-        if kind == "billing" and isinstance(v, str):
-            return v.strip().lower() == "monthly"
-        x = _num(v)
-        if x is None:
-            continue
-        if kind == "monthly":
-            return bool(x)
-        if kind == "annual" or "annual" in key:
-            return not bool(x)
-        if "monthly" in key:
-            return bool(x)
+        says = _plan_says(key, kind, row.get(key))
+        if says is not None:
+            return says
     return False
+
+
+def _plan_says(key: str, kind: str, v: Any) -> bool | None:
+    """What one billing column's value says: monthly (True), annual (False) or nothing (None)."""
+    if kind == "billing" and isinstance(v, str):
+        return v.strip().lower() == "monthly"
+    x = _num(v)
+    if x is None:
+        return None
+    rule = _plan_rule(key, kind)
+    return None if rule is None else bool(x) == rule
+
+
+def _plan_rule(key: str, kind: str) -> bool | None:
+    """For a numeric billing column: True = nonzero means monthly, False = nonzero means annual."""
+    if kind == "monthly":
+        return True
+    if kind == "annual" or "annual" in key:
+        return False
+    if "monthly" in key:
+        return True
+    return None
 
 
 def _direction(x: float, flat: float = 0.5) -> str:
@@ -664,6 +677,235 @@ class _BatchRenderer:
         return out
 
 
+# --- batch rendering: whole columns at once -----------------------------------------------
+# Templates whose sentence depends only on the value shown (and the feature's fixed fields).
+_EXPLICIT_TEMPLATES = frozenset(
+    {"generic", "ratio_vs_prev", "change_ratio", "trend_pct", "slope_per_day", "slope_rel"}
+    | {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
+    | {"survey_nonresponse", "theme", "tickets_open", "open_age", "comment_sentiment", "nps_latest"}
+    | {"nps_change", "days_to_renewal", "billing", "seat_utilisation"}
+)
+_SLOT = "\x00{}\x00"  # a placeholder that survives `format_map`, then becomes a `str.format` field
+
+
+def _text_for(lang: dict[str, Any], template: str, variant: str, missing: bool) -> str:
+    """The sentence pattern `render_reason_with_reading` uses for (template, variant)."""
+    texts = lang["templates"]
+    block = texts.get(template, texts["generic"])
+    return str(block.get(variant) or texts["generic"]["missing" if missing else "value"])
+
+
+def _compile(pattern: str, fields: dict[str, Any]) -> str:
+    """`pattern` filled with `fields`, as a `str.format` string whose slots (`_SLOT`) stay open."""
+    text = pattern.format_map(fields).replace("{", "{{").replace("}", "}}")
+    return re.sub("\x00([a-z_]+)\x00", r"{\1}", text)
+
+
+def _slot_fields(fixed: tuple[tuple[str, str], ...], *slots: str) -> _Default:
+    fields = _Default(fixed)
+    fields.update({s: _SLOT.format(s) for s in ("value", "n", "s", *slots)})
+    return fields
+
+
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """How one feature's reasons are rendered for a whole column (see `_plan_column`).
+
+    kind: `generic` (a number compared with its reference), `value` (the value shown as is)
+    or `renewal` (days to renewal, family by the row's plan). `texts` maps a case to its
+    compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`, or ''
+    when there is none) and `scale_*` describe the comparison with it, `typical` the fallback.
+    """
+
+    kind: str
+    family: str
+    benign: frozenset[str]
+    texts: dict[str, str]
+    other: str = ""
+    ref_case: str = ""
+    scale_num: float = 1.0
+    scale_den: float = 1.0
+    typical: float | None = None
+
+
+@lru_cache(maxsize=8192)
+def _plan_column(
+    feature: str, keys: tuple[str, ...], float_keys: frozenset[str], language: str, typical: float | None
+) -> _ColumnPlan | None:
+    """The column plan of `feature`, or None when its rows are rendered one by one."""
+    if feature not in float_keys:
+        return None
+    lang = _language(language)
+    family, template, _, groups, fixed = _static_fields(feature, language)
+    benign = benign_readings(feature)
+    if template == "generic":
+        base, other, kind, is_level = _companions(feature, keys)
+        if other and other not in float_keys:
+            return None
+        texts = {
+            "value": _compile(_text_for(lang, template, "value", False), _slot_fields(fixed)),
+            "missing": _compile(_text_for(lang, template, "missing", True), _slot_fields(fixed)),
+        }
+        ref_window, scale, ref_case = "", (1.0, 1.0), kind
+        window = groups.get("window", "")
+        if other and kind == "window":
+            ref_window = _window_of(other)
+            if not is_level and window:  # a count: the longer window's pace per our window
+                scale, ref_case = (float(window), float(ref_window)), "pace"
+            else:
+                ref_case = "rate"
+        for case in (ref_case, "typical") if ref_case else ("typical",):
+            for direction in ("down", "up", "flat"):
+                fields = _slot_fields(fixed, "ref")
+                fields["metric"] = _term(lang, base) if case != "typical" else fields["label"]
+                has_window = fields["window"] and case != "typical"
+                fields["when"] = (
+                    lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
+                )
+                fields["ref_window"] = ref_window if case != "typical" else ""
+                fields["cmp"] = lang["phrases"][f"cmp_{case}_{direction}"].format_map(fields)
+                texts[f"{case}_{direction}"] = _compile(_text_for(lang, template, "compared", False), fields)
+        return _ColumnPlan("generic", family, benign, texts, other, ref_case, *scale, typical)
+    if template == "days_to_renewal":
+        texts = {}
+        for monthly in (False, True):
+            fields = _slot_fields(fixed)
+            fields["plan"] = lang["templates"]["days_to_renewal"]["monthly_plan"] if monthly else ""
+            for variant in ("due", "missing"):
+                texts[f"{variant}_{monthly}"] = _compile(_text_for(lang, template, variant, variant == "missing"), fields)
+        return _ColumnPlan("renewal", family, benign, texts)
+    if template in _EXPLICIT_TEMPLATES:
+        return None
+    fields = _slot_fields(fixed)
+    if template == "health_component":
+        fields["component"] = _term(lang, groups.get("component", feature))
+    if template == "days_since":
+        fields["what"] = _term(lang, groups.get("what", feature))
+    texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in ("value", "missing")}
+    return _ColumnPlan("value", family, benign, texts)
+
+
+_MISSING, _VALUE, _DOWN, _UP, _FLAT = range(5)  # reading codes of the column plans
+_READINGS = ("missing", "value", "down", "up", "flat")
+
+
+def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:
+    """`_is_monthly` of every row, column by column."""
+    out = np.zeros(n, dtype=bool)
+    open_ = np.ones(n, dtype=bool)
+    for key, kind in _plan_columns(key_tuple):
+        values = cols.frame[cols.names[key]].to_numpy()
+        if values.dtype.kind == "f":
+            rule = _plan_rule(key, kind)
+            if rule is None:
+                continue
+            says = open_ & ~np.isnan(values)
+            out[says] = (values[says] != 0) == rule
+            open_ &= ~says
+        else:
+            col = cols[key]
+            for i in np.flatnonzero(open_).tolist():
+                said = _plan_says(key, kind, col[i])
+                if said is not None:
+                    out[i], open_[i] = said, False
+        if not open_.any():
+            break
+    return out
+
+
+class _Readings:
+    """Family id and benign flag of every (row, feature) whose column has a plan, as matrices."""
+
+    def __init__(
+        self, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None], fam_id: dict[str, int]
+    ) -> None:
+        n, n_feat = len(cols.frame), len(names)
+        self.known = np.array([p is not None for p in plans], dtype=bool)
+        self.x: dict[int, np.ndarray] = {}
+        self.ref: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # generic: (has companion, reference)
+        self.reading = np.full((n, n_feat), _MISSING, dtype=np.int8)
+        self.family = np.zeros((n, n_feat), dtype=np.int16)
+        benign = np.zeros((n_feat, len(_READINGS)), dtype=bool)
+        monthly: np.ndarray | None = None
+        for j, p in enumerate(plans):
+            if p is None:
+                continue
+            x = cols.frame[cols.names[names[j]]].to_numpy(dtype=float)
+            self.x[j] = x
+            missing = np.isnan(x)
+            self.family[:, j] = fam_id[p.family]
+            benign[j] = [r in p.benign for r in _READINGS]
+            if p.kind == "renewal":
+                benign[j, _VALUE] = "due" in p.benign
+                if monthly is None:
+                    monthly = _monthly_flags(cols, _Keys(cols.names), n)
+                self.family[:, j] = np.where(monthly, fam_id["renewal_monthly"], fam_id["renewal_annual"])
+                self.monthly = monthly
+                self.reading[:, j] = np.where(missing, _MISSING, _VALUE)
+            elif p.kind == "value":
+                self.reading[:, j] = np.where(missing, _MISSING, _VALUE)
+            else:
+                self.reading[:, j] = self._compare(j, p, cols, x, missing)
+        self.benign = benign[np.arange(n_feat), self.reading]
+
+    def _compare(self, j: int, p: _ColumnPlan, cols: _Columns, x: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """`_compare`'s direction for a whole column (value only where there is no reference)."""
+        if p.other:
+            c = cols.frame[cols.names[p.other]].to_numpy(dtype=float)
+            has = ~np.isnan(c)
+            ref = c * p.scale_num / p.scale_den if p.ref_case == "pace" else c
+        else:
+            has, ref = np.zeros(len(x), dtype=bool), np.full(len(x), np.nan)
+        typical = np.nan if p.typical is None else p.typical
+        ref = np.where(has, ref, typical)
+        self.ref[j] = (has, ref)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = x / ref
+        direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
+        direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
+        no_ref = ~has & (p.typical is None)
+        return np.where(missing, _MISSING, np.where(no_ref, _VALUE, direction))
+
+    def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray) -> list[str]:
+        """The sentences of feature `j` for `rows`."""
+        xs = self.x[j][rows].tolist()
+        reading = self.reading[rows, j].tolist()
+        shown = [_fmt(x) for x in xs]
+        plural = ["" if x == 1 else "s" for x in xs]
+        t = p.texts
+        if p.kind == "value":
+            pats = [t[_READINGS[r]] for r in reading]
+        elif p.kind == "renewal":
+            monthly = self.monthly[rows].tolist()
+            pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
+        else:
+            has, ref = self.ref[j]
+            hs, refs = has[rows].tolist(), ref[rows].tolist()
+            pats, shown_ref = [], []
+            for r, h, rf in zip(reading, hs, refs, strict=True):
+                if r <= _VALUE:
+                    pats.append(t[_READINGS[r]])
+                    shown_ref.append("")
+                else:
+                    pats.append(t[f"{p.ref_case if h else 'typical'}_{_READINGS[r]}"])
+                    shown_ref.append(_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)))
+            return [
+                pat.format(value=v, n=v, s=s, ref=rf)
+                for pat, v, s, rf in zip(pats, shown, plural, shown_ref, strict=True)
+            ]
+        return [pat.format(value=v, n=v, s=s) for pat, v, s in zip(pats, shown, plural, strict=True)]
+
+
+def _order(contrib: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k largest contributions' feature indices, largest first (ties: feature order)."""
+    if k >= contrib.shape[1]:
+        return np.argsort(-contrib, axis=1, kind="stable")
+    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)  # column order first, so equal contributions keep feature order
+    vals = np.take_along_axis(contrib, part, axis=1)
+    return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+
+
 def reasons_from_contributions(
     X: pd.DataFrame,
     feature_names: Sequence[str],
@@ -681,61 +923,102 @@ def reasons_from_contributions(
     different problems). A reason must read as a risk: when the sentence would describe a
     healthy state (a `benign` reading in rules.yaml, e.g. "active users up from 5 to 7" or
     "on an annual plan"), the next contributor takes its place, so a row may get fewer
-    than `top_n` reasons. Only the chosen reasons are rendered, each distinct (feature,
-    values read) once per batch (`_BatchRenderer`); per-feature metadata is computed once
-    per feature name and language.
+    than `top_n` reasons.
+
+    Rendered column-wise: each rank of candidates is taken for all rows at once, with the
+    readings (family, benign or not) of numeric generic, plain-value and renewal features
+    computed as arrays (`_ColumnPlan`), and only the chosen reasons' sentences formatted,
+    feature by feature from patterns compiled once. Other templates are rendered one by
+    one (`_BatchRenderer`: each distinct (feature, values read) once per batch). The
+    sentences equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
     n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
+    n = contrib.shape[0]
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
-    positive = (contrib > 0).sum(axis=1)
-    # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
-    k = min(n_feat, 4 * top_n)
-    if k < n_feat:
-        part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-        part.sort(axis=1)  # column order first, so equal contributions keep feature order
-        vals = np.take_along_axis(contrib, part, axis=1)
-        order = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
-    else:
-        order = np.argsort(-contrib, axis=1, kind="stable")
-    static_family = [_static_fields(f, language)[0] for f in names]
-    # the plan decides a renewal reason's family: render it to know (the sentence is kept)
-    plan_dependent = [_static_fields(f, language)[1] in ("days_to_renewal", "billing") for f in names]
+    float_keys = frozenset(k for k, c in cols.names.items() if X[c].dtype.kind == "f")
+    typical = [None if reference is None else _num(reference.get(f)) for f in names]
+    plans = [_plan_column(f, key_tuple, float_keys, language, t) for f, t in zip(names, typical, strict=True)]
+    static = [_static_fields(f, language) for f in names]
+    families = list(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
+    fam_id = {f: i for i, f in enumerate(families)}
+    static_fam = np.array([fam_id[s[0]] for s in static], dtype=np.int64)
+    # the plan decides a renewal reason's family: read it before skipping a seen family
+    plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
     benign = [benign_readings(f) for f in names]
+    readings = _Readings(cols, names, plans, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
-    books: dict[str, tuple[str, str]] = {}
-    out: list[list[Reason]] = []
-    for i, (top, n_positive) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
-        reasons: list[Reason] = []
-        seen: set[str] = set()
-        for j in _candidates(top, contrib[i], n_positive):
-            if not plan_dependent[j] and static_family[j] in seen:
-                continue
-            feature = names[j]
-            family, text, reading = renderer.render(feature, i)
-            if family in seen or reading in benign[j]:
-                continue  # one reason per family; never a healthy reading shown as a risk
-            seen.add(family)
-            if family not in books:
-                books[family] = playbook_for(family)
-            book_id, action = books[family]
-            reasons.append(
-                Reason(
-                    feature=feature,
-                    family=family,
-                    value=_num(cols[feature][i]),
-                    shap=float(contrib[i, j]),
-                    text=text,
-                    playbook_id=book_id,
-                    action=action,
-                )
+    positive = (contrib > 0).sum(axis=1)
+    k = min(n_feat, 4 * top_n)
+    order = _order(contrib, k)
+    seen = np.zeros((n, len(families)), dtype=bool)
+    count = np.zeros(n, dtype=np.int64)
+    chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # rows, rank, feature, family
+    one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
+    for r in range(n_feat):
+        rows = np.flatnonzero((count < top_n) & (positive > r))
+        if rows.size == 0:
+            break
+        if r == order.shape[1]:  # rows that ran out of the k largest: a full sort of those
+            wide = np.zeros((n, n_feat), dtype=order.dtype)
+            wide[:, :k] = order
+            wide[rows, k:] = np.argsort(-contrib[rows], axis=1, kind="stable")[:, k:]
+            order = wide
+        j = order[rows, r]
+        keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
+        rows, j = rows[keep], j[keep]
+        fam = readings.family[rows, j]
+        skip = readings.benign[rows, j]
+        for t in np.flatnonzero(~readings.known[j]).tolist():
+            i, jj = int(rows[t]), int(j[t])
+            family, text, reading = renderer.render(names[jj], i)
+            if family not in fam_id:
+                fam_id[family] = len(fam_id)
+                seen = np.pad(seen, ((0, 0), (0, 1)))
+            fam[t], skip[t] = fam_id[family], reading in benign[jj]
+            one_by_one[(i, jj)] = text
+        ok = ~skip & ~seen[rows, fam]
+        rows, j, fam = rows[ok], j[ok], fam[ok]
+        chosen.append((rows, count[rows], j, fam))
+        seen[rows, fam] = True
+        count[rows] += 1
+    if not chosen:
+        return [[] for _ in range(n)]
+    rows, rank, j, fam = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
+    texts: list[str | None] = [None] * len(rows)
+    by_feature = np.argsort(j, kind="stable")
+    bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
+    for group in np.split(by_feature, bounds):
+        jj = int(j[group[0]])
+        plan = plans[jj]
+        if plan is None:
+            got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
+        else:
+            got = readings.texts(jj, plan, rows[group])
+        for t, text in zip(group.tolist(), got, strict=True):
+            texts[t] = text
+    family_names = list(fam_id)
+    books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
+    shap = contrib[rows, j].tolist()
+    out: list[list[Reason]] = [[] for _ in range(n)]
+    for t in np.lexsort((rank, rows)).tolist():
+        i, jj = int(rows[t]), int(j[t])
+        family = family_names[fam[t]]
+        book_id, action = books[family]
+        out[i].append(
+            Reason(
+                feature=names[jj],
+                family=family,
+                value=_num(cols[names[jj]][i]),
+                shap=shap[t],
+                text=texts[t],  # type: ignore[arg-type]
+                playbook_id=book_id,
+                action=action,
             )
-            if len(reasons) == top_n:
-                break
-        out.append(reasons)
+        )
     return out
 
 
