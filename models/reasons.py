@@ -814,61 +814,76 @@ def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.nda
 
 
 class _Readings:
-    """Family id and benign flag of every (row, feature) whose column has a plan, as matrices."""
+    """Family id and benign flag of every (row, feature) whose column has a plan, as matrices.
+
+    Works on one float block of the frame's numeric columns; the comparisons of all generic
+    features are a few whole-matrix operations.
+    """
 
     def __init__(
-        self, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None], fam_id: dict[str, int]
-    ) -> None:
-        n, n_feat = len(cols.frame), len(names)
+        self, X: pd.DataFrame, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None],
+        fam_id: dict[str, int],
+    ) -> None:  # fmt: skip
+        n, n_feat = len(X), len(names)
         self.known = np.array([p is not None for p in plans], dtype=bool)
-        self.x: dict[int, np.ndarray] = {}
-        self.ref: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # generic: (has companion, reference)
-        self.reading = np.full((n, n_feat), _MISSING, dtype=np.int8)
-        self.family = np.zeros((n, n_feat), dtype=np.int16)
+        used = [names[j] for j, p in enumerate(plans) if p is not None]
+        used += [p.other for p in plans if p is not None and p.other]
+        at = {name: i for i, name in enumerate(dict.fromkeys(used))}
+        block = np.empty((n, len(at) + 1))
+        if at:
+            block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
+        block[:, -1] = np.nan  # the companion of a feature that has none
+        self.block, self.at = block, at
+        self.col = np.array([at.get(f, len(at)) for f in names])
+        reading = np.full((n, n_feat), _MISSING, dtype=np.int8)
+        family = np.zeros((n, n_feat), dtype=np.int16)
         benign = np.zeros((n_feat, len(_READINGS)), dtype=bool)
-        monthly: np.ndarray | None = None
+        generic, value, renewal = [], [], []
         for j, p in enumerate(plans):
             if p is None:
                 continue
-            x = cols.frame[cols.names[names[j]]].to_numpy(dtype=float)
-            self.x[j] = x
-            missing = np.isnan(x)
-            self.family[:, j] = fam_id[p.family]
+            family[:, j] = fam_id[p.family]
             benign[j] = [r in p.benign for r in _READINGS]
-            if p.kind == "renewal":
-                benign[j, _VALUE] = "due" in p.benign
-                if monthly is None:
-                    monthly = _monthly_flags(cols, _Keys(cols.names), n)
-                self.family[:, j] = np.where(monthly, fam_id["renewal_monthly"], fam_id["renewal_annual"])
-                self.monthly = monthly
-                self.reading[:, j] = np.where(missing, _MISSING, _VALUE)
-            elif p.kind == "value":
-                self.reading[:, j] = np.where(missing, _MISSING, _VALUE)
-            else:
-                self.reading[:, j] = self._compare(j, p, cols, x, missing)
-        self.benign = benign[np.arange(n_feat), self.reading]
+            {"generic": generic, "value": value, "renewal": renewal}[p.kind].append(j)
+        for group in (value, renewal):
+            if group:
+                reading[:, group] = np.where(np.isnan(block[:, self.col[group]]), _MISSING, _VALUE)
+        if renewal:
+            benign[renewal, _VALUE] = [("due" in plans[j].benign) for j in renewal]  # type: ignore[union-attr]
+            self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
+            family[:, renewal] = np.where(self.monthly, fam_id["renewal_monthly"], fam_id["renewal_annual"])[:, None]
+        if generic:
+            reading[:, generic] = self._compare(generic, [p for p in plans if p is not None and p.kind == "generic"])
+        self.reading, self.family = reading, family
+        self.benign = benign[np.arange(n_feat), reading]
 
-    def _compare(self, j: int, p: _ColumnPlan, cols: _Columns, x: np.ndarray, missing: np.ndarray) -> np.ndarray:
-        """`_compare`'s direction for a whole column (value only where there is no reference)."""
-        if p.other:
-            c = cols.frame[cols.names[p.other]].to_numpy(dtype=float)
-            has = ~np.isnan(c)
-            ref = c * p.scale_num / p.scale_den if p.ref_case == "pace" else c
-        else:
-            has, ref = np.zeros(len(x), dtype=bool), np.full(len(x), np.nan)
-        typical = np.nan if p.typical is None else p.typical
+    def _compare(self, group: list[int], plans: list[_ColumnPlan]) -> np.ndarray:
+        """`_compare`'s direction for the generic columns (value only where there is no reference)."""
+        x = self.block[:, self.col[group]]
+        companion = self.block[:, [self.at.get(p.other, len(self.at)) for p in plans]]
+        has = ~np.isnan(companion)
+        pace = np.array([p.ref_case == "pace" for p in plans])
+        num = np.array([p.scale_num for p in plans])
+        den = np.array([p.scale_den for p in plans])
+        ref = np.where(pace, companion * num / den, companion)
+        typical = np.array([np.nan if p.typical is None else p.typical for p in plans])
         ref = np.where(has, ref, typical)
-        self.ref[j] = (has, ref)
+        self.has = dict(zip(group, has.T, strict=True))
+        self.ref = dict(zip(group, ref.T, strict=True))
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = x / ref
         direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
         direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
-        no_ref = ~has & (p.typical is None)
-        return np.where(missing, _MISSING, np.where(no_ref, _VALUE, direction))
+        no_ref = ~has & np.isnan(typical)
+        return np.where(np.isnan(x), _MISSING, np.where(no_ref, _VALUE, direction))
+
+    def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
+        """The values of features `j` (with plans) at `rows`."""
+        return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
 
     def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray) -> list[str]:
         """The sentences of feature `j` for `rows`."""
-        xs = self.x[j][rows].tolist()
+        xs = self.block[rows, self.col[j]].tolist()
         reading = self.reading[rows, j].tolist()
         shown = [_fmt(x) for x in xs]
         plural = ["" if x == 1 else "s" for x in xs]
@@ -879,8 +894,7 @@ class _Readings:
             monthly = self.monthly[rows].tolist()
             pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
         else:
-            has, ref = self.ref[j]
-            hs, refs = has[rows].tolist(), ref[rows].tolist()
+            hs, refs = self.has[j][rows].tolist(), self.ref[j][rows].tolist()
             pats, shown_ref = [], []
             for r, h, rf in zip(reading, hs, refs, strict=True):
                 if r <= _VALUE:
@@ -949,7 +963,7 @@ def reasons_from_contributions(
     # the plan decides a renewal reason's family: read it before skipping a seen family
     plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
     benign = [benign_readings(f) for f in names]
-    readings = _Readings(cols, names, plans, fam_id)
+    readings = _Readings(X, cols, names, plans, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     positive = (contrib > 0).sum(axis=1)
     k = min(n_feat, 4 * top_n)
@@ -1003,16 +1017,22 @@ def reasons_from_contributions(
     family_names = list(fam_id)
     books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
     shap = contrib[rows, j].tolist()
+    planned = readings.known[j]
+    values: list[Any] = [None] * len(rows)
+    for t, v in zip(np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True):
+        values[t] = None if v != v else v
+    for t in np.flatnonzero(~planned).tolist():
+        values[t] = _num(cols[names[j[t]]][rows[t]])
     out: list[list[Reason]] = [[] for _ in range(n)]
+    rows_, j_, fam_ = rows.tolist(), j.tolist(), fam.tolist()
     for t in np.lexsort((rank, rows)).tolist():
-        i, jj = int(rows[t]), int(j[t])
-        family = family_names[fam[t]]
+        family = family_names[fam_[t]]
         book_id, action = books[family]
-        out[i].append(
+        out[rows_[t]].append(
             Reason(
-                feature=names[jj],
+                feature=names[j_[t]],
                 family=family,
-                value=_num(cols[names[jj]][i]),
+                value=values[t],
                 shap=shap[t],
                 text=texts[t],  # type: ignore[arg-type]
                 playbook_id=book_id,
