@@ -920,15 +920,46 @@ def _order(contrib: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
 
 
-def reasons_from_contributions(
+@dataclass(frozen=True)
+class ReasonTable:
+    """The reasons of a batch as columns: row i's are entries `offsets[i]:offsets[i + 1]`,
+    largest first. What `Reason` holds, without an object per reason (the scoring API
+    serialises these columns directly)."""
+
+    offsets: np.ndarray
+    feature: list[str]
+    family: list[str]
+    value: list[float | None]
+    shap: list[float]
+    text: list[str]
+    playbook_id: list[str]
+    action: list[str]
+
+    @classmethod
+    def empty(cls, n: int) -> ReasonTable:
+        return cls(np.zeros(n + 1, dtype=np.int64), [], [], [], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self) -> list[list[Reason]]:
+        """The reasons as `Reason` objects, one list per row."""
+        reasons = list(
+            map(Reason, self.feature, self.family, self.value, self.shap, self.text, self.playbook_id, self.action)
+        )
+        bounds = self.offsets.tolist()
+        return [reasons[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def reason_table(
     X: pd.DataFrame,
     feature_names: Sequence[str],
     contributions: np.ndarray,
     top_n: int = 3,
     language: str = "en",
     reference: Mapping[str, float] | None = None,
-) -> list[list[Reason]]:
-    """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first.
+) -> ReasonTable:
+    """Each row's top `top_n` risk-raising features (SHAP > 0), largest first, as columns.
 
     `reference`: typical value per feature (see `render_reason`).
 
@@ -1000,7 +1031,7 @@ def reasons_from_contributions(
         seen[rows, fam] = True
         count[rows] += 1
     if not chosen:
-        return [[] for _ in range(n)]
+        return ReasonTable.empty(n)
     rows, rank, j, fam = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
     texts: list[str | None] = [None] * len(rows)
     by_feature = np.argsort(j, kind="stable")
@@ -1016,38 +1047,49 @@ def reasons_from_contributions(
             texts[t] = text
     family_names = list(fam_id)
     books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
-    shap = contrib[rows, j].tolist()
+    by_row = np.lexsort((rank, rows))
+    rows, j, fam = rows[by_row], j[by_row], fam[by_row]
     planned = readings.known[j]
     values: list[Any] = [None] * len(rows)
     for t, v in zip(np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True):
         values[t] = None if v != v else v
     for t in np.flatnonzero(~planned).tolist():
         values[t] = _num(cols[names[j[t]]][rows[t]])
-    out: list[list[Reason]] = [[] for _ in range(n)]
-    rows_, j_, fam_ = rows.tolist(), j.tolist(), fam.tolist()
-    for t in np.lexsort((rank, rows)).tolist():
-        family = family_names[fam_[t]]
-        book_id, action = books[family]
-        out[rows_[t]].append(
-            Reason(
-                feature=names[j_[t]],
-                family=family,
-                value=values[t],
-                shap=shap[t],
-                text=texts[t],  # type: ignore[arg-type]
-                playbook_id=book_id,
-                action=action,
-            )
-        )
-    return out
+    family = [family_names[f] for f in fam.tolist()]
+    return ReasonTable(
+        offsets=np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
+        feature=[names[f] for f in j.tolist()],
+        family=family,
+        value=values,
+        shap=contrib[rows, j].tolist(),
+        text=[texts[t] for t in by_row.tolist()],  # type: ignore[misc]
+        playbook_id=[books[f][0] for f in family],
+        action=[books[f][1] for f in family],
+    )
+
+
+def reasons_from_contributions(
+    X: pd.DataFrame,
+    feature_names: Sequence[str],
+    contributions: np.ndarray,
+    top_n: int = 3,
+    language: str = "en",
+    reference: Mapping[str, float] | None = None,
+) -> list[list[Reason]]:
+    """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first (see
+    `reason_table`, which has the rules)."""
+    return reason_table(X, feature_names, contributions, top_n, language, reference).rows()
+
+
+def explain_table(bundle: ModelBundle, X: pd.DataFrame, top_n: int = 3, language: str = "en") -> ReasonTable:
+    """`explain_rows` as a `ReasonTable`."""
+    contrib = bundle.contributions(X)
+    reference = getattr(bundle, "feature_reference", None)
+    return reason_table(X, bundle.feature_names, contrib, top_n=top_n, language=language, reference=reference)
 
 
 def explain_rows(
     bundle: ModelBundle, X: pd.DataFrame, top_n: int = 3, language: str = "en"
 ) -> list[list[Reason]]:
     """Top reasons (risk-raising SHAP contributors) for each row of `X`, in `language`."""
-    contrib = bundle.contributions(X)
-    reference = getattr(bundle, "feature_reference", None)
-    return reasons_from_contributions(
-        X, bundle.feature_names, contrib, top_n=top_n, language=language, reference=reference
-    )
+    return explain_table(bundle, X, top_n=top_n, language=language).rows()
