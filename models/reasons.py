@@ -814,18 +814,17 @@ def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.nda
 
 
 class _Readings:
-    """Family id and benign flag of every (row, feature) whose column has a plan, as matrices.
+    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
 
-    Works on one float block of the frame's numeric columns; the comparisons of all generic
-    features are a few whole-matrix operations.
+    Per-feature facts are arrays over the features, the values one float block of the
+    columns the plans read; each rank of candidates is read for all its rows at once.
     """
 
     def __init__(
         self, X: pd.DataFrame, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None],
         fam_id: dict[str, int],
     ) -> None:  # fmt: skip
-        n, n_feat = len(X), len(names)
-        self.known = np.array([p is not None for p in plans], dtype=bool)
+        n = len(X)
         used = [names[j] for j, p in enumerate(plans) if p is not None]
         used += [p.other for p in plans if p is not None and p.other]
         at = {name: i for i, name in enumerate(dict.fromkeys(used))}
@@ -833,49 +832,47 @@ class _Readings:
         if at:
             block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
         block[:, -1] = np.nan  # the companion of a feature that has none
-        self.block, self.at = block, at
-        self.col = np.array([at.get(f, len(at)) for f in names])
-        reading = np.full((n, n_feat), _MISSING, dtype=np.int8)
-        family = np.zeros((n, n_feat), dtype=np.int16)
-        benign = np.zeros((n_feat, len(_READINGS)), dtype=bool)
-        generic, value, renewal = [], [], []
-        for j, p in enumerate(plans):
-            if p is None:
-                continue
-            family[:, j] = fam_id[p.family]
-            benign[j] = [r in p.benign for r in _READINGS]
-            {"generic": generic, "value": value, "renewal": renewal}[p.kind].append(j)
-        for group in (value, renewal):
-            if group:
-                reading[:, group] = np.where(np.isnan(block[:, self.col[group]]), _MISSING, _VALUE)
-        if renewal:
-            benign[renewal, _VALUE] = [("due" in plans[j].benign) for j in renewal]  # type: ignore[union-attr]
+        self.block = block
+        none = len(at)
+        self.known = np.array([p is not None for p in plans], dtype=bool)
+        self.col = np.array([at.get(f, none) for f in names])
+        self.other = np.array([at.get(p.other, none) if p else none for p in plans])
+        self.generic = np.array([p is not None and p.kind == "generic" for p in plans])
+        self.renewal = np.array([p is not None and p.kind == "renewal" for p in plans])
+        self.pace = np.array([p is not None and p.ref_case == "pace" for p in plans])
+        self.num = np.array([p.scale_num if p else 1.0 for p in plans])
+        self.den = np.array([p.scale_den if p else 1.0 for p in plans])
+        self.typical = np.array([np.nan if p is None or p.typical is None else p.typical for p in plans])
+        self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
+        self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
+        self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
+        self.monthly = np.zeros(n, dtype=bool)
+        if self.renewal.any():
             self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
-            family[:, renewal] = np.where(self.monthly, fam_id["renewal_monthly"], fam_id["renewal_annual"])[:, None]
-        if generic:
-            reading[:, generic] = self._compare(generic, [p for p in plans if p is not None and p.kind == "generic"])
-        self.reading, self.family = reading, family
-        self.benign = benign[np.arange(n_feat), reading]
+        self.fam_monthly, self.fam_annual = fam_id["renewal_monthly"], fam_id["renewal_annual"]
 
-    def _compare(self, group: list[int], plans: list[_ColumnPlan]) -> np.ndarray:
-        """`_compare`'s direction for the generic columns (value only where there is no reference)."""
-        x = self.block[:, self.col[group]]
-        companion = self.block[:, [self.at.get(p.other, len(self.at)) for p in plans]]
+    def read(self, rows: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(reading code, family id, has a companion, reference) of pairs (rows, j) with plans.
+
+        The reference is `_compare`'s: the companion (per day for a count over a longer
+        window), else the typical value; the reading of a generic value is its direction.
+        """
+        x = self.block[rows, self.col[j]]
+        companion = self.block[rows, self.other[j]]
         has = ~np.isnan(companion)
-        pace = np.array([p.ref_case == "pace" for p in plans])
-        num = np.array([p.scale_num for p in plans])
-        den = np.array([p.scale_den for p in plans])
-        ref = np.where(pace, companion * num / den, companion)
-        typical = np.array([np.nan if p.typical is None else p.typical for p in plans])
+        ref = np.where(self.pace[j], companion * self.num[j] / self.den[j], companion)
+        typical = self.typical[j]
         ref = np.where(has, ref, typical)
-        self.has = dict(zip(group, has.T, strict=True))
-        self.ref = dict(zip(group, ref.T, strict=True))
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = x / ref
         direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
         direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
-        no_ref = ~has & np.isnan(typical)
-        return np.where(np.isnan(x), _MISSING, np.where(no_ref, _VALUE, direction))
+        compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
+        reading = np.where(np.isnan(x), _MISSING, compared)
+        family = np.where(
+            self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
+        )
+        return reading, family, has, ref
 
     def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
         """The values of features `j` (with plans) at `rows`."""
@@ -884,8 +881,9 @@ class _Readings:
     def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray) -> list[str]:
         """The sentences of feature `j` for `rows`."""
         xs = self.block[rows, self.col[j]].tolist()
-        reading = self.reading[rows, j].tolist()
-        shown = [_fmt(x) for x in xs]
+        reading_, _, has, ref = self.read(rows, np.full(len(rows), j))
+        reading = reading_.tolist()
+        shown = _fmt_floats(xs)
         plural = ["" if x == 1 else "s" for x in xs]
         t = p.texts
         if p.kind == "value":
@@ -894,9 +892,8 @@ class _Readings:
             monthly = self.monthly[rows].tolist()
             pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
         else:
-            hs, refs = self.has[j][rows].tolist(), self.ref[j][rows].tolist()
             pats, shown_ref = [], []
-            for r, h, rf in zip(reading, hs, refs, strict=True):
+            for r, h, rf in zip(reading, has.tolist(), ref.tolist(), strict=True):
                 if r <= _VALUE:
                     pats.append(t[_READINGS[r]])
                     shown_ref.append("")
@@ -908,6 +905,17 @@ class _Readings:
                 for pat, v, s, rf in zip(pats, shown, plural, shown_ref, strict=True)
             ]
         return [pat.format(value=v, n=v, s=s) for pat, v, s in zip(pats, shown, plural, strict=True)]
+
+
+def _fmt_floats(xs: list[float]) -> list[str]:
+    """`_fmt` of each float (inlined: the common case of a batch)."""
+    return [
+        "?" if v != v
+        else f"{round(v):,}" if abs(v - round(v)) < 1e-9 or abs(v) >= 100
+        else f"{v:.2f}" if abs(v) < 1
+        else f"{v:.1f}"
+        for v in xs
+    ]  # fmt: skip
 
 
 def _order(contrib: np.ndarray, k: int) -> np.ndarray:
@@ -1015,15 +1023,16 @@ def reason_table(
         j = order[rows, r]
         keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
         rows, j = rows[keep], j[keep]
-        fam = readings.family[rows, j]
-        skip = readings.benign[rows, j]
-        for t in np.flatnonzero(~readings.known[j]).tolist():
+        planned = readings.known[j]
+        reading, fam, _, _ = readings.read(rows, j)
+        skip = readings.benign[j, reading] & planned
+        for t in np.flatnonzero(~planned).tolist():
             i, jj = int(rows[t]), int(j[t])
-            family, text, reading = renderer.render(names[jj], i)
+            family, text, read_as = renderer.render(names[jj], i)
             if family not in fam_id:
                 fam_id[family] = len(fam_id)
                 seen = np.pad(seen, ((0, 0), (0, 1)))
-            fam[t], skip[t] = fam_id[family], reading in benign[jj]
+            fam[t], skip[t] = fam_id[family], read_as in benign[jj]
             one_by_one[(i, jj)] = text
         ok = ~skip & ~seen[rows, fam]
         rows, j, fam = rows[ok], j[ok], fam[ok]
