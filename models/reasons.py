@@ -726,6 +726,7 @@ class _ColumnPlan:
     scale_num: float = 1.0
     scale_den: float = 1.0
     typical: float | None = None
+    rule: int = 0
 
 
 @lru_cache(maxsize=8192)
@@ -774,6 +775,9 @@ def _plan_column(
             for variant in ("due", "missing"):
                 texts[f"{variant}_{monthly}"] = _compile(_text_for(lang, template, variant, variant == "missing"), fields)
         return _ColumnPlan("renewal", family, benign, texts)
+    if template in _READ_RULES:
+        rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
+        return _ColumnPlan("rendered", family, benign, {}, rule=rule)
     if template in _EXPLICIT_TEMPLATES:
         return None
     fields = _slot_fields(fixed)
@@ -785,8 +789,18 @@ def _plan_column(
     return _ColumnPlan("value", family, benign, texts)
 
 
-_MISSING, _VALUE, _DOWN, _UP, _FLAT = range(5)  # reading codes of the column plans
-_READINGS = ("missing", "value", "down", "up", "flat")
+# reading codes of the column plans
+_READINGS = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
+_READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promoter")
+_MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
+# templates whose reading is a function of the value alone (their sentence is rendered one by
+# one, for the chosen reasons only): template -> rule of `_Readings.read`
+_READ_RULES = {
+    "contact_departed": 1, "contacts_present": 1, "cancellation": 1, "nps_detractor": 1,
+    "nps_promoter": 1, "survey_nonresponse": 1, "tickets_open": 1, "theme": 2, "open_age": 3,
+    "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
+    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10,
+}  # fmt: skip
 
 
 def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:
@@ -843,6 +857,7 @@ class _Readings:
         self.num = np.array([p.scale_num if p else 1.0 for p in plans])
         self.den = np.array([p.scale_den if p else 1.0 for p in plans])
         self.typical = np.array([np.nan if p is None or p.typical is None else p.typical for p in plans])
+        self.rule = np.array([p.rule if p else 0 for p in plans])
         self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
         self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
         self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
@@ -868,11 +883,34 @@ class _Readings:
         direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
         direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
         compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
+        rule = self.rule[j]
+        if rule.any():
+            compared = np.where(rule > 0, self._by_rule(rule, x), compared)
         reading = np.where(np.isnan(x), _MISSING, compared)
         family = np.where(
             self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
         )
         return reading, family, has, ref
+
+    @staticmethod
+    def _by_rule(rule: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The variant `_variant` picks for a present value `x` of a `_READ_RULES` template."""
+
+        def direction(v: np.ndarray, flat: float = 0.5) -> np.ndarray:
+            return np.where(v < -flat, _DOWN, np.where(v > flat, _UP, _FLAT))
+
+        def bands(low: int) -> np.ndarray:  # a 0-10 score: <= 6, <= 8, above
+            return np.where(x <= 6, low, np.where(x <= 8, low + 1, low + 2))
+
+        yes = np.where(x > 0, _YES, _NO)
+        return np.select(  # type: ignore[no-any-return]
+            [rule == 1, rule == 2, rule == 102, rule == 3, rule == 4, rule == 5, rule == 6, rule == 7,
+             rule == 8, rule == 9, rule == 10],
+            [yes, np.where(x > 0, _YES_LATEST, _NO), yes, _VALUE, bands(_READINGS.index("negative")),
+             bands(_READINGS.index("detractor")), direction((x - 1) * 100), direction(x * 100),
+             direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0)],
+            _VALUE,
+        )  # fmt: skip
 
     def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
         """The values of features `j` (with plans) at `rows`."""
@@ -992,7 +1030,7 @@ def reason_table(
     n = contrib.shape[0]
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
-    float_keys = frozenset(k for k, c in cols.names.items() if X[c].dtype.kind == "f")
+    float_keys = frozenset(str(c) for c, t in zip(X.columns, X.dtypes, strict=True) if t.kind == "f")
     typical = [None if reference is None else _num(reference.get(f)) for f in names]
     plans = [_plan_column(f, key_tuple, float_keys, language, t) for f, t in zip(names, typical, strict=True)]
     static = [_static_fields(f, language) for f in names]
@@ -1050,6 +1088,8 @@ def reason_table(
         plan = plans[jj]
         if plan is None:
             got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
+        elif plan.kind == "rendered":
+            got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
         else:
             got = readings.texts(jj, plan, rows[group])
         for t, text in zip(group.tolist(), got, strict=True):
