@@ -10,6 +10,7 @@ on any company's feature set.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -773,7 +774,9 @@ def _plan_column(
             fields = _slot_fields(fixed)
             fields["plan"] = lang["templates"]["days_to_renewal"]["monthly_plan"] if monthly else ""
             for variant in ("due", "missing"):
-                texts[f"{variant}_{monthly}"] = _compile(_text_for(lang, template, variant, variant == "missing"), fields)
+                texts[f"{variant}_{monthly}"] = _compile(
+                    _text_for(lang, template, variant, variant == "missing"), fields
+                )
         return _ColumnPlan("renewal", family, benign, texts)
     if template in _READ_RULES:
         rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
@@ -790,7 +793,7 @@ def _plan_column(
 
 
 # reading codes of the column plans
-_READINGS = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
+_READINGS: tuple[str, ...] = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
 _READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promoter")
 _MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
 # templates whose reading is a function of the value alone (their sentence is rendered one by
@@ -991,10 +994,19 @@ class ReasonTable:
     def rows(self) -> list[list[Reason]]:
         """The reasons as `Reason` objects, one list per row."""
         reasons = list(
-            map(Reason, self.feature, self.family, self.value, self.shap, self.text, self.playbook_id, self.action)
+            map(
+                Reason,
+                self.feature,
+                self.family,
+                self.value,
+                self.shap,
+                self.text,
+                self.playbook_id,
+                self.action,
+            )
         )
         bounds = self.offsets.tolist()
-        return [reasons[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        return [reasons[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def reason_table(
@@ -1100,20 +1112,22 @@ def reason_table(
     rows, j, fam = rows[by_row], j[by_row], fam[by_row]
     planned = readings.known[j]
     values: list[Any] = [None] * len(rows)
-    for t, v in zip(np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True):
+    for t, v in zip(
+        np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True
+    ):
         values[t] = None if v != v else v
     for t in np.flatnonzero(~planned).tolist():
         values[t] = _num(cols[names[j[t]]][rows[t]])
-    family = [family_names[f] for f in fam.tolist()]
+    chosen_family = [family_names[f] for f in fam.tolist()]
     return ReasonTable(
         offsets=np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
         feature=[names[f] for f in j.tolist()],
-        family=family,
+        family=chosen_family,
         value=values,
         shap=contrib[rows, j].tolist(),
         text=[texts[t] for t in by_row.tolist()],  # type: ignore[misc]
-        playbook_id=[books[f][0] for f in family],
-        action=[books[f][1] for f in family],
+        playbook_id=[books[f][0] for f in chosen_family],
+        action=[books[f][1] for f in chosen_family],
     )
 
 

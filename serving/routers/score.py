@@ -271,7 +271,7 @@ def _reason_lists(reasons: Any) -> list[list[dict[str, Any]]]:
         )
     ]  # fmt: skip
     bounds = reasons.offsets.tolist()
-    return [dicts[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [dicts[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def render_response(
