@@ -780,7 +780,20 @@ def _plan_column(
         return _ColumnPlan("renewal", family, benign, texts)
     if template in _READ_RULES:
         rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
-        return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+        if template not in _STATIC_TEMPLATES:
+            return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+        fields = _slot_fields(fixed)
+        if template in ("contact_departed", "contacts_present"):
+            fields["who"] = _term(lang, _singular(groups.get("who", "champion")))
+        elif template == "theme":
+            fields["theme"] = _term(lang, groups.get("theme", ""))
+        elif template == "comment_sentiment":
+            agg = "last" if groups.get("agg") in ("last", "latest") else groups.get("agg", "last")
+            fields["subject"] = lang["phrases"][f"subject_{agg}"].format(
+                in_window=fields["in_window"], window=groups.get("window", "")
+            )
+        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+        return _ColumnPlan("value", family, benign, texts, rule=rule)
     if template in _EXPLICIT_TEMPLATES:
         return None
     fields = _slot_fields(fixed)
@@ -804,6 +817,11 @@ _READ_RULES = {
     "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
     "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10,
 }  # fmt: skip
+# ... of which those whose sentence takes only the value and the feature's fixed fields
+_STATIC_TEMPLATES = frozenset(
+    {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
+    | {"survey_nonresponse", "theme", "comment_sentiment", "nps_latest"}
+)
 
 
 def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:

@@ -139,6 +139,15 @@ def _random_frame(n: int, seed: int) -> pd.DataFrame:
             "nps_change_last": col(3, ints=True),
             "champions_departed_90d": col(1, ints=True),
             "seat_utilisation_30d": col(0.5),
+            "nps_last": col(4),
+            "comment_sentiment_mean_180d": col(4),
+            "comments_theme_price_180d": col(1, ints=True),
+            "comments_theme_cancel": col(1, ints=True),
+            "admins_enabled": col(1, ints=True),
+            "cancellation_recorded": col(1, ints=True),
+            "events_30d_vs_prev_30d_ratio": col(0.7),
+            "bugs_high_open": col(1, ints=True),
+            "bugs_high_open_max_age_days": col(20),
         }
     )
 
