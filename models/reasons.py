@@ -778,6 +778,11 @@ def _plan_column(
                     _text_for(lang, template, variant, variant == "missing"), fields
                 )
         return _ColumnPlan("renewal", family, benign, texts)
+    if template == "billing":  # a numeric billing column: which plan its value says
+        rule = 11 if "monthly" in feature else 12 if "annual" in feature else 13
+        fields = _slot_fields(fixed)
+        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+        return _ColumnPlan("value", family, benign, texts, rule=rule)
     if template in _READ_RULES:
         rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
         if template not in _STATIC_TEMPLATES:
@@ -808,6 +813,8 @@ def _plan_column(
 # reading codes of the column plans
 _READINGS: tuple[str, ...] = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
 _READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promoter")
+_READINGS += ("monthly", "annual", "other")
+_MONTHLY, _ANNUAL, _OTHER = (_READINGS.index(r) for r in ("monthly", "annual", "other"))
 _MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
 # templates whose reading is a function of the value alone (their sentence is rendered one by
 # one, for the chosen reasons only): template -> rule of `_Readings.read`
@@ -911,6 +918,7 @@ class _Readings:
         family = np.where(
             self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
         )
+        family = np.where(reading == _ANNUAL, self.fam_annual, family)  # billing: an annual plan
         return reading, family, has, ref
 
     @staticmethod
@@ -926,10 +934,11 @@ class _Readings:
         yes = np.where(x > 0, _YES, _NO)
         return np.select(  # type: ignore[no-any-return]
             [rule == 1, rule == 2, rule == 102, rule == 3, rule == 4, rule == 5, rule == 6, rule == 7,
-             rule == 8, rule == 9, rule == 10],
+             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13],
             [yes, np.where(x > 0, _YES_LATEST, _NO), yes, _VALUE, bands(_READINGS.index("negative")),
              bands(_READINGS.index("detractor")), direction((x - 1) * 100), direction(x * 100),
-             direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0)],
+             direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0),
+             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER],
             _VALUE,
         )  # fmt: skip
 

@@ -19,8 +19,9 @@ from models.reasons import (
 
 
 def _row_by_row(
-    X: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int, language: str, reference: Any
-) -> list[list[tuple[Any, ...]]]:
+    X: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int, language: str, reference: Any,
+    benign: Any = benign_readings,
+) -> list[list[tuple[Any, ...]]]:  # fmt: skip
     """The documented rule, one row and one candidate at a time, rendering every candidate."""
     out = []
     for i, row in enumerate(X.to_dict(orient="records")):
@@ -30,7 +31,7 @@ def _row_by_row(
             if contrib[i, j] <= 0 or len(reasons) == top_n:
                 break
             family, text, reading = render_reason_with_reading(names[j], row, language, reference)
-            if family in seen or reading in benign_readings(names[j]):
+            if family in seen or reading in benign(names[j]):
                 continue
             seen.add(family)
             reasons.append((names[j], family, text))
@@ -136,6 +137,8 @@ def _random_frame(n: int, seed: int) -> pd.DataFrame:
             "days_to_renewal": col(120),
             "billing_period": rng.choice(np.array(["monthly", "annual", " Monthly", None], dtype=object), n),
             "billing_monthly": col(1, ints=True),
+            "billing_annual": col(1, ints=True),
+            "billing_code": col(2),
             "nps_change_last": col(3, ints=True),
             "champions_departed_90d": col(1, ints=True),
             "seat_utilisation_30d": col(0.5),
@@ -175,3 +178,22 @@ def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int) -> None:
                 assert r.shap == contrib[i, names.index(r.feature)] > 0
                 v = X.at[i, r.feature]
                 assert r.value == (None if isinstance(v, str) or pd.isna(v) else float(v))
+
+
+def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no healthy readings declared, every reading is shown, so the plan-dependent
+    families (an annual plan's renewal_annual) decide the de-dup: still equal row by row."""
+    from models import reasons
+
+    monkeypatch.setattr(reasons, "benign_readings", lambda feature: frozenset())
+    reasons._plan_column.cache_clear()
+    try:
+        X = _random_frame(300, 7)
+        names = list(X.columns)
+        contrib = np.random.default_rng(7).normal(0, 1, (len(X), len(names) + 1))
+        batch = reasons_from_contributions(X, names, contrib, 4, "en", None)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, 4, "en", None, benign=lambda f: frozenset())
+        assert any(r.family == "renewal_annual" and r.feature == "billing_annual" for rs in batch for r in rs)
+    finally:
+        reasons._plan_column.cache_clear()
