@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -536,13 +536,6 @@ class _Default(dict):
 
     def __missing__(self, key: str) -> str:
         return ""
-
-
-def _candidates(top: list[int], values: np.ndarray, positive: int) -> Iterator[int]:
-    """Feature indices by falling contribution: the precomputed top ones, then the rest."""
-    yield from top[:positive]
-    if positive > len(top):
-        yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
 
 
 class _Columns(dict[str, list[Any]]):
