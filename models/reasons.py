@@ -939,10 +939,11 @@ class _Readings:
         """The values of features `j` (with plans) at `rows`."""
         return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
 
-    def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray) -> list[str]:
-        """The sentences of feature `j` for `rows`."""
+    def texts(
+        self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
+    ) -> list[str]:
+        """The sentences of feature `j` for `rows`, given their readings (`read`)."""
         xs = self.block[rows, self.col[j]].tolist()
-        reading_, _, has, ref = self.read(rows, np.full(len(rows), j))
         reading = reading_.tolist()
         shown = _fmt_floats(xs)
         plural = ["" if x == 1 else "s" for x in xs]
@@ -1079,7 +1080,7 @@ def reason_table(
     order = _order(contrib, k)
     seen = np.zeros((n, len(families)), dtype=bool)
     count = np.zeros(n, dtype=np.int64)
-    chosen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # rows, rank, feature, family
+    chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
     one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
     for r in range(n_feat):
         rows = np.flatnonzero((count < top_n) & (positive > r))
@@ -1094,7 +1095,7 @@ def reason_table(
         keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
         rows, j = rows[keep], j[keep]
         planned = readings.known[j]
-        reading, fam, _, _ = readings.read(rows, j)
+        reading, fam, has, ref = readings.read(rows, j)
         skip = readings.benign[j, reading] & planned
         for t in np.flatnonzero(~planned).tolist():
             i, jj = int(rows[t]), int(j[t])
@@ -1106,12 +1107,12 @@ def reason_table(
             one_by_one[(i, jj)] = text
         ok = ~skip & ~seen[rows, fam]
         rows, j, fam = rows[ok], j[ok], fam[ok]
-        chosen.append((rows, count[rows], j, fam))
+        chosen.append((rows, count[rows], j, fam, reading[ok], has[ok], ref[ok]))
         seen[rows, fam] = True
         count[rows] += 1
     if not chosen:
         return ReasonTable.empty(n)
-    rows, rank, j, fam = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
+    rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
     texts: list[str | None] = [None] * len(rows)
     by_feature = np.argsort(j, kind="stable")
     bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
@@ -1123,7 +1124,7 @@ def reason_table(
         elif plan.kind == "rendered":
             got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
         else:
-            got = readings.texts(jj, plan, rows[group])
+            got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
         for t, text in zip(group.tolist(), got, strict=True):
             texts[t] = text
     family_names = list(fam_id)
