@@ -904,9 +904,9 @@ class _Readings:
         direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
         direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
         compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
-        rule = self.rule[j]
-        if rule.any():
-            compared = np.where(rule > 0, self._by_rule(rule, x), compared)
+        ruled = np.flatnonzero(self.rule[j])
+        if ruled.size:
+            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled])
         reading = np.where(np.isnan(x), _MISSING, compared)
         family = np.where(
             self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
