@@ -10,9 +10,10 @@ on any company's feature set.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -203,19 +204,32 @@ def _plan_columns(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 def _is_monthly(row: Mapping[str, Any]) -> bool:
     """True when the row's first informative billing column says monthly (default: annual)."""
     for key, kind in _plan_columns(_row_keys(row)):
-        v = row.get(key)
-        if kind == "billing" and isinstance(v, str):
-            return v.strip().lower() == "monthly"
-        x = _num(v)
-        if x is None:
-            continue
-        if kind == "monthly":
-            return bool(x)
-        if kind == "annual" or "annual" in key:
-            return not bool(x)
-        if "monthly" in key:
-            return bool(x)
+        says = _plan_says(key, kind, row.get(key))
+        if says is not None:
+            return says
     return False
+
+
+def _plan_says(key: str, kind: str, v: Any) -> bool | None:
+    """What one billing column's value says: monthly (True), annual (False) or nothing (None)."""
+    if kind == "billing" and isinstance(v, str):
+        return v.strip().lower() == "monthly"
+    x = _num(v)
+    if x is None:
+        return None
+    rule = _plan_rule(key, kind)
+    return None if rule is None else bool(x) == rule
+
+
+def _plan_rule(key: str, kind: str) -> bool | None:
+    """For a numeric billing column: True = nonzero means monthly, False = nonzero means annual."""
+    if kind == "monthly":
+        return True
+    if kind == "annual" or "annual" in key:
+        return False
+    if "monthly" in key:
+        return True
+    return None
 
 
 def _direction(x: float, flat: float = 0.5) -> str:
@@ -524,13 +538,6 @@ class _Default(dict):
         return ""
 
 
-def _candidates(top: list[int], values: np.ndarray, positive: int) -> Iterator[int]:
-    """Feature indices by falling contribution: the precomputed top ones, then the rest."""
-    yield from top[:positive]
-    if positive > len(top):
-        yield from np.argsort(-values, kind="stable")[len(top) : positive].tolist()
-
-
 class _Columns(dict[str, list[Any]]):
     """A frame's columns as Python lists, converted on first use (most are never read)."""
 
@@ -664,15 +671,374 @@ class _BatchRenderer:
         return out
 
 
-def reasons_from_contributions(
+# --- batch rendering: whole columns at once -----------------------------------------------
+# Templates whose sentence depends only on the value shown (and the feature's fixed fields).
+_EXPLICIT_TEMPLATES = frozenset(
+    {"generic", "ratio_vs_prev", "change_ratio", "trend_pct", "slope_per_day", "slope_rel"}
+    | {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
+    | {"survey_nonresponse", "theme", "tickets_open", "open_age", "comment_sentiment", "nps_latest"}
+    | {"nps_change", "days_to_renewal", "billing", "seat_utilisation"}
+)
+_SLOT = "\x00{}\x00"  # a placeholder that survives `format_map`, then becomes a `str.format` field
+
+
+def _text_for(lang: dict[str, Any], template: str, variant: str, missing: bool) -> str:
+    """The sentence pattern `render_reason_with_reading` uses for (template, variant)."""
+    texts = lang["templates"]
+    block = texts.get(template, texts["generic"])
+    return str(block.get(variant) or texts["generic"]["missing" if missing else "value"])
+
+
+def _compile(pattern: str, fields: dict[str, Any]) -> str:
+    """`pattern` filled with `fields`, as a `str.format` string whose slots (`_SLOT`) stay open."""
+    text = pattern.format_map(fields).replace("{", "{{").replace("}", "}}")
+    return re.sub("\x00([a-z_]+)\x00", r"{\1}", text)
+
+
+def _slot_fields(fixed: tuple[tuple[str, str], ...], *slots: str) -> _Default:
+    fields = _Default(fixed)
+    fields.update({s: _SLOT.format(s) for s in ("value", "n", "s", *slots)})
+    return fields
+
+
+@dataclass(frozen=True)
+class _ColumnPlan:
+    """How one feature's reasons are rendered for a whole column (see `_plan_column`).
+
+    kind: `generic` (a number compared with its reference), `value` (the value shown as is)
+    or `renewal` (days to renewal, family by the row's plan). `texts` maps a case to its
+    compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`, or ''
+    when there is none) and `scale_*` describe the comparison with it, `typical` the fallback.
+    """
+
+    kind: str
+    family: str
+    benign: frozenset[str]
+    texts: dict[str, str]
+    other: str = ""
+    ref_case: str = ""
+    scale_num: float = 1.0
+    scale_den: float = 1.0
+    typical: float | None = None
+    rule: int = 0
+
+
+@lru_cache(maxsize=8192)
+def _plan_column(
+    feature: str, keys: tuple[str, ...], float_keys: frozenset[str], language: str, typical: float | None
+) -> _ColumnPlan | None:
+    """The column plan of `feature`, or None when its rows are rendered one by one."""
+    if feature not in float_keys:
+        return None
+    lang = _language(language)
+    family, template, _, groups, fixed = _static_fields(feature, language)
+    benign = benign_readings(feature)
+    if template == "generic":
+        base, other, kind, is_level = _companions(feature, keys)
+        if other and other not in float_keys:
+            return None
+        texts = {
+            "value": _compile(_text_for(lang, template, "value", False), _slot_fields(fixed)),
+            "missing": _compile(_text_for(lang, template, "missing", True), _slot_fields(fixed)),
+        }
+        ref_window, scale, ref_case = "", (1.0, 1.0), kind
+        window = groups.get("window", "")
+        if other and kind == "window":
+            ref_window = _window_of(other)
+            if not is_level and window:  # a count: the longer window's pace per our window
+                scale, ref_case = (float(window), float(ref_window)), "pace"
+            else:
+                ref_case = "rate"
+        for case in (ref_case, "typical") if ref_case else ("typical",):
+            for direction in ("down", "up", "flat"):
+                fields = _slot_fields(fixed, "ref")
+                fields["metric"] = _term(lang, base) if case != "typical" else fields["label"]
+                has_window = fields["window"] and case != "typical"
+                fields["when"] = (
+                    lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
+                )
+                fields["ref_window"] = ref_window if case != "typical" else ""
+                fields["cmp"] = lang["phrases"][f"cmp_{case}_{direction}"].format_map(fields)
+                texts[f"{case}_{direction}"] = _compile(_text_for(lang, template, "compared", False), fields)
+        return _ColumnPlan("generic", family, benign, texts, other, ref_case, *scale, typical)
+    if template == "days_to_renewal":
+        texts = {}
+        for monthly in (False, True):
+            fields = _slot_fields(fixed)
+            fields["plan"] = lang["templates"]["days_to_renewal"]["monthly_plan"] if monthly else ""
+            for variant in ("due", "missing"):
+                texts[f"{variant}_{monthly}"] = _compile(
+                    _text_for(lang, template, variant, variant == "missing"), fields
+                )
+        return _ColumnPlan("renewal", family, benign, texts)
+    if template == "billing":  # a numeric billing column: which plan its value says
+        rule = 11 if "monthly" in feature else 12 if "annual" in feature else 13
+        fields = _slot_fields(fixed)
+        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+        return _ColumnPlan("value", family, benign, texts, rule=rule)
+    if template in _READ_RULES:
+        rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
+        if template not in _STATIC_TEMPLATES:
+            return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+        fields = _slot_fields(fixed)
+        if template in ("contact_departed", "contacts_present"):
+            fields["who"] = _term(lang, _singular(groups.get("who", "champion")))
+        elif template == "theme":
+            fields["theme"] = _term(lang, groups.get("theme", ""))
+        elif template == "comment_sentiment":
+            agg = "last" if groups.get("agg") in ("last", "latest") else groups.get("agg", "last")
+            fields["subject"] = lang["phrases"][f"subject_{agg}"].format(
+                in_window=fields["in_window"], window=groups.get("window", "")
+            )
+        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+        return _ColumnPlan("value", family, benign, texts, rule=rule)
+    if template in _EXPLICIT_TEMPLATES:
+        return None
+    fields = _slot_fields(fixed)
+    if template == "health_component":
+        fields["component"] = _term(lang, groups.get("component", feature))
+    if template == "days_since":
+        fields["what"] = _term(lang, groups.get("what", feature))
+    texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in ("value", "missing")}
+    return _ColumnPlan("value", family, benign, texts)
+
+
+# reading codes of the column plans
+_READINGS: tuple[str, ...] = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
+_READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promoter")
+_READINGS += ("monthly", "annual", "other")
+_MONTHLY, _ANNUAL, _OTHER = (_READINGS.index(r) for r in ("monthly", "annual", "other"))
+_MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
+# templates whose reading is a function of the value alone (their sentence is rendered one by
+# one, for the chosen reasons only): template -> rule of `_Readings.read`
+_READ_RULES = {
+    "contact_departed": 1, "contacts_present": 1, "cancellation": 1, "nps_detractor": 1,
+    "nps_promoter": 1, "survey_nonresponse": 1, "tickets_open": 1, "theme": 2, "open_age": 3,
+    "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
+    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10,
+}  # fmt: skip
+# ... of which those whose sentence takes only the value and the feature's fixed fields
+_STATIC_TEMPLATES = frozenset(
+    {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
+    | {"survey_nonresponse", "theme", "comment_sentiment", "nps_latest"}
+)
+
+
+def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:
+    """`_is_monthly` of every row, column by column."""
+    out = np.zeros(n, dtype=bool)
+    open_ = np.ones(n, dtype=bool)
+    for key, kind in _plan_columns(key_tuple):
+        values = cols.frame[cols.names[key]].to_numpy()
+        if values.dtype.kind == "f":
+            rule = _plan_rule(key, kind)
+            if rule is None:
+                continue
+            says = open_ & ~np.isnan(values)
+            out[says] = (values[says] != 0) == rule
+            open_ &= ~says
+        else:
+            col = cols[key]
+            for i in np.flatnonzero(open_).tolist():
+                said = _plan_says(key, kind, col[i])
+                if said is not None:
+                    out[i], open_[i] = said, False
+        if not open_.any():
+            break
+    return out
+
+
+class _Readings:
+    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
+
+    Per-feature facts are arrays over the features, the values one float block of the
+    columns the plans read; each rank of candidates is read for all its rows at once.
+    """
+
+    def __init__(
+        self, X: pd.DataFrame, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None],
+        fam_id: dict[str, int],
+    ) -> None:  # fmt: skip
+        n = len(X)
+        used = [names[j] for j, p in enumerate(plans) if p is not None]
+        used += [p.other for p in plans if p is not None and p.other]
+        at = {name: i for i, name in enumerate(dict.fromkeys(used))}
+        block = np.empty((n, len(at) + 1))
+        if at:
+            block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
+        block[:, -1] = np.nan  # the companion of a feature that has none
+        self.block = block
+        none = len(at)
+        self.known = np.array([p is not None for p in plans], dtype=bool)
+        self.col = np.array([at.get(f, none) for f in names])
+        self.other = np.array([at.get(p.other, none) if p else none for p in plans])
+        self.generic = np.array([p is not None and p.kind == "generic" for p in plans])
+        self.renewal = np.array([p is not None and p.kind == "renewal" for p in plans])
+        self.pace = np.array([p is not None and p.ref_case == "pace" for p in plans])
+        self.num = np.array([p.scale_num if p else 1.0 for p in plans])
+        self.den = np.array([p.scale_den if p else 1.0 for p in plans])
+        self.typical = np.array([np.nan if p is None or p.typical is None else p.typical for p in plans])
+        self.rule = np.array([p.rule if p else 0 for p in plans])
+        self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
+        self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
+        self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
+        self.monthly = np.zeros(n, dtype=bool)
+        if self.renewal.any():
+            self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
+        self.fam_monthly, self.fam_annual = fam_id["renewal_monthly"], fam_id["renewal_annual"]
+
+    def read(self, rows: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(reading code, family id, has a companion, reference) of pairs (rows, j) with plans.
+
+        The reference is `_compare`'s: the companion (per day for a count over a longer
+        window), else the typical value; the reading of a generic value is its direction.
+        """
+        x = self.block[rows, self.col[j]]
+        companion = self.block[rows, self.other[j]]
+        has = ~np.isnan(companion)
+        ref = np.where(self.pace[j], companion * self.num[j] / self.den[j], companion)
+        typical = self.typical[j]
+        ref = np.where(has, ref, typical)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = x / ref
+        direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
+        direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
+        compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
+        ruled = np.flatnonzero(self.rule[j])
+        if ruled.size:
+            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled])
+        reading = np.where(np.isnan(x), _MISSING, compared)
+        family = np.where(
+            self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
+        )
+        family = np.where(reading == _ANNUAL, self.fam_annual, family)  # billing: an annual plan
+        return reading, family, has, ref
+
+    @staticmethod
+    def _by_rule(rule: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The variant `_variant` picks for a present value `x` of a `_READ_RULES` template."""
+
+        def direction(v: np.ndarray, flat: float = 0.5) -> np.ndarray:
+            return np.where(v < -flat, _DOWN, np.where(v > flat, _UP, _FLAT))
+
+        def bands(low: int) -> np.ndarray:  # a 0-10 score: <= 6, <= 8, above
+            return np.where(x <= 6, low, np.where(x <= 8, low + 1, low + 2))
+
+        yes = np.where(x > 0, _YES, _NO)
+        return np.select(  # type: ignore[no-any-return]
+            [rule == 1, rule == 2, rule == 102, rule == 3, rule == 4, rule == 5, rule == 6, rule == 7,
+             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13],
+            [yes, np.where(x > 0, _YES_LATEST, _NO), yes, _VALUE, bands(_READINGS.index("negative")),
+             bands(_READINGS.index("detractor")), direction((x - 1) * 100), direction(x * 100),
+             direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0),
+             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER],
+            _VALUE,
+        )  # fmt: skip
+
+    def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
+        """The values of features `j` (with plans) at `rows`."""
+        return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
+
+    def texts(
+        self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
+    ) -> list[str]:
+        """The sentences of feature `j` for `rows`, given their readings (`read`)."""
+        xs = self.block[rows, self.col[j]].tolist()
+        reading = reading_.tolist()
+        shown = _fmt_floats(xs)
+        plural = ["" if x == 1 else "s" for x in xs]
+        t = p.texts
+        if p.kind == "value":
+            pats = [t[_READINGS[r]] for r in reading]
+        elif p.kind == "renewal":
+            monthly = self.monthly[rows].tolist()
+            pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
+        else:
+            pats, shown_ref = [], []
+            for r, h, rf in zip(reading, has.tolist(), ref.tolist(), strict=True):
+                if r <= _VALUE:
+                    pats.append(t[_READINGS[r]])
+                    shown_ref.append("")
+                else:
+                    pats.append(t[f"{p.ref_case if h else 'typical'}_{_READINGS[r]}"])
+                    shown_ref.append(_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)))
+            return [
+                pat.format(value=v, n=v, s=s, ref=rf)
+                for pat, v, s, rf in zip(pats, shown, plural, shown_ref, strict=True)
+            ]
+        return [pat.format(value=v, n=v, s=s) for pat, v, s in zip(pats, shown, plural, strict=True)]
+
+
+def _fmt_floats(xs: list[float]) -> list[str]:
+    """`_fmt` of each float (inlined: the common case of a batch)."""
+    return [
+        "?" if v != v
+        else f"{round(v):,}" if abs(v - round(v)) < 1e-9 or abs(v) >= 100
+        else f"{v:.2f}" if abs(v) < 1
+        else f"{v:.1f}"
+        for v in xs
+    ]  # fmt: skip
+
+
+def _order(contrib: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k largest contributions' feature indices, largest first (ties: feature order)."""
+    if k >= contrib.shape[1]:
+        return np.argsort(-contrib, axis=1, kind="stable")
+    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
+    part.sort(axis=1)  # column order first, so equal contributions keep feature order
+    vals = np.take_along_axis(contrib, part, axis=1)
+    return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+
+
+@dataclass(frozen=True)
+class ReasonTable:
+    """The reasons of a batch as columns: row i's are entries `offsets[i]:offsets[i + 1]`,
+    largest first. What `Reason` holds, without an object per reason (the scoring API
+    serialises these columns directly)."""
+
+    offsets: np.ndarray
+    feature: list[str]
+    family: list[str]
+    value: list[float | None]
+    shap: list[float]
+    text: list[str]
+    playbook_id: list[str]
+    action: list[str]
+
+    @classmethod
+    def empty(cls, n: int) -> ReasonTable:
+        return cls(np.zeros(n + 1, dtype=np.int64), [], [], [], [], [], [], [])
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def rows(self) -> list[list[Reason]]:
+        """The reasons as `Reason` objects, one list per row."""
+        reasons = list(
+            map(
+                Reason,
+                self.feature,
+                self.family,
+                self.value,
+                self.shap,
+                self.text,
+                self.playbook_id,
+                self.action,
+            )
+        )
+        bounds = self.offsets.tolist()
+        return [reasons[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def reason_table(
     X: pd.DataFrame,
     feature_names: Sequence[str],
     contributions: np.ndarray,
     top_n: int = 3,
     language: str = "en",
     reference: Mapping[str, float] | None = None,
-) -> list[list[Reason]]:
-    """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first.
+) -> ReasonTable:
+    """Each row's top `top_n` risk-raising features (SHAP > 0), largest first, as columns.
 
     `reference`: typical value per feature (see `render_reason`).
 
@@ -681,70 +1047,133 @@ def reasons_from_contributions(
     different problems). A reason must read as a risk: when the sentence would describe a
     healthy state (a `benign` reading in rules.yaml, e.g. "active users up from 5 to 7" or
     "on an annual plan"), the next contributor takes its place, so a row may get fewer
-    than `top_n` reasons. Only the chosen reasons are rendered, each distinct (feature,
-    values read) once per batch (`_BatchRenderer`); per-feature metadata is computed once
-    per feature name and language.
+    than `top_n` reasons.
+
+    Rendered column-wise: each rank of candidates is taken for all rows at once, with the
+    readings (family, benign or not) of numeric generic, plain-value and renewal features
+    computed as arrays (`_ColumnPlan`), and only the chosen reasons' sentences formatted,
+    feature by feature from patterns compiled once. Other templates are rendered one by
+    one (`_BatchRenderer`: each distinct (feature, values read) once per batch). The
+    sentences equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
     n_feat = len(names)
     contrib = np.asarray(contributions, dtype=float)[:, :n_feat]
+    n = contrib.shape[0]
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
-    positive = (contrib > 0).sum(axis=1)
-    # candidates: the k largest per row, sorted; a row that runs out falls back to a full sort
-    k = min(n_feat, 4 * top_n)
-    if k < n_feat:
-        part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-        part.sort(axis=1)  # column order first, so equal contributions keep feature order
-        vals = np.take_along_axis(contrib, part, axis=1)
-        order = np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
-    else:
-        order = np.argsort(-contrib, axis=1, kind="stable")
-    static_family = [_static_fields(f, language)[0] for f in names]
-    # the plan decides a renewal reason's family: render it to know (the sentence is kept)
-    plan_dependent = [_static_fields(f, language)[1] in ("days_to_renewal", "billing") for f in names]
+    float_keys = frozenset(str(c) for c, t in zip(X.columns, X.dtypes, strict=True) if t.kind == "f")
+    typical = [None if reference is None else _num(reference.get(f)) for f in names]
+    plans = [_plan_column(f, key_tuple, float_keys, language, t) for f, t in zip(names, typical, strict=True)]
+    static = [_static_fields(f, language) for f in names]
+    families = list(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
+    fam_id = {f: i for i, f in enumerate(families)}
+    static_fam = np.array([fam_id[s[0]] for s in static], dtype=np.int64)
+    # the plan decides a renewal reason's family: read it before skipping a seen family
+    plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
     benign = [benign_readings(f) for f in names]
+    readings = _Readings(X, cols, names, plans, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
-    books: dict[str, tuple[str, str]] = {}
-    out: list[list[Reason]] = []
-    for i, (top, n_positive) in enumerate(zip(order.tolist(), positive.tolist(), strict=True)):
-        reasons: list[Reason] = []
-        seen: set[str] = set()
-        for j in _candidates(top, contrib[i], n_positive):
-            if not plan_dependent[j] and static_family[j] in seen:
-                continue
-            feature = names[j]
-            family, text, reading = renderer.render(feature, i)
-            if family in seen or reading in benign[j]:
-                continue  # one reason per family; never a healthy reading shown as a risk
-            seen.add(family)
-            if family not in books:
-                books[family] = playbook_for(family)
-            book_id, action = books[family]
-            reasons.append(
-                Reason(
-                    feature=feature,
-                    family=family,
-                    value=_num(cols[feature][i]),
-                    shap=float(contrib[i, j]),
-                    text=text,
-                    playbook_id=book_id,
-                    action=action,
-                )
-            )
-            if len(reasons) == top_n:
-                break
-        out.append(reasons)
-    return out
+    positive = (contrib > 0).sum(axis=1)
+    k = min(n_feat, 4 * top_n)
+    order = _order(contrib, k)
+    seen = np.zeros((n, len(families)), dtype=bool)
+    count = np.zeros(n, dtype=np.int64)
+    chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
+    one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
+    for r in range(n_feat):
+        rows = np.flatnonzero((count < top_n) & (positive > r))
+        if rows.size == 0:
+            break
+        if r == order.shape[1]:  # rows that ran out of the k largest: a full sort of those
+            wide = np.zeros((n, n_feat), dtype=order.dtype)
+            wide[:, :k] = order
+            wide[rows, k:] = np.argsort(-contrib[rows], axis=1, kind="stable")[:, k:]
+            order = wide
+        j = order[rows, r]
+        keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
+        rows, j = rows[keep], j[keep]
+        planned = readings.known[j]
+        reading, fam, has, ref = readings.read(rows, j)
+        skip = readings.benign[j, reading] & planned
+        for t in np.flatnonzero(~planned).tolist():
+            i, jj = int(rows[t]), int(j[t])
+            family, text, read_as = renderer.render(names[jj], i)
+            if family not in fam_id:
+                fam_id[family] = len(fam_id)
+                seen = np.pad(seen, ((0, 0), (0, 1)))
+            fam[t], skip[t] = fam_id[family], read_as in benign[jj]
+            one_by_one[(i, jj)] = text
+        ok = ~skip & ~seen[rows, fam]
+        rows, j, fam = rows[ok], j[ok], fam[ok]
+        chosen.append((rows, count[rows], j, fam, reading[ok], has[ok], ref[ok]))
+        seen[rows, fam] = True
+        count[rows] += 1
+    if not chosen:
+        return ReasonTable.empty(n)
+    rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
+    texts: list[str | None] = [None] * len(rows)
+    by_feature = np.argsort(j, kind="stable")
+    bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
+    for group in np.split(by_feature, bounds):
+        jj = int(j[group[0]])
+        plan = plans[jj]
+        if plan is None:
+            got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
+        elif plan.kind == "rendered":
+            got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
+        else:
+            got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
+        for t, text in zip(group.tolist(), got, strict=True):
+            texts[t] = text
+    family_names = list(fam_id)
+    books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
+    by_row = np.lexsort((rank, rows))
+    rows, j, fam = rows[by_row], j[by_row], fam[by_row]
+    planned = readings.known[j]
+    values: list[Any] = [None] * len(rows)
+    for t, v in zip(
+        np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True
+    ):
+        values[t] = None if v != v else v
+    for t in np.flatnonzero(~planned).tolist():
+        values[t] = _num(cols[names[j[t]]][rows[t]])
+    chosen_family = [family_names[f] for f in fam.tolist()]
+    return ReasonTable(
+        offsets=np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
+        feature=[names[f] for f in j.tolist()],
+        family=chosen_family,
+        value=values,
+        shap=contrib[rows, j].tolist(),
+        text=[texts[t] for t in by_row.tolist()],  # type: ignore[misc]
+        playbook_id=[books[f][0] for f in chosen_family],
+        action=[books[f][1] for f in chosen_family],
+    )
+
+
+def reasons_from_contributions(
+    X: pd.DataFrame,
+    feature_names: Sequence[str],
+    contributions: np.ndarray,
+    top_n: int = 3,
+    language: str = "en",
+    reference: Mapping[str, float] | None = None,
+) -> list[list[Reason]]:
+    """Each row's top `top_n` risk-raising features (SHAP > 0) as `Reason`s, largest first (see
+    `reason_table`, which has the rules)."""
+    return reason_table(X, feature_names, contributions, top_n, language, reference).rows()
+
+
+def explain_table(bundle: ModelBundle, X: pd.DataFrame, top_n: int = 3, language: str = "en") -> ReasonTable:
+    """`explain_rows` as a `ReasonTable`."""
+    contrib = bundle.contributions(X)
+    reference = getattr(bundle, "feature_reference", None)
+    return reason_table(X, bundle.feature_names, contrib, top_n=top_n, language=language, reference=reference)
 
 
 def explain_rows(
     bundle: ModelBundle, X: pd.DataFrame, top_n: int = 3, language: str = "en"
 ) -> list[list[Reason]]:
     """Top reasons (risk-raising SHAP contributors) for each row of `X`, in `language`."""
-    contrib = bundle.contributions(X)
-    reference = getattr(bundle, "feature_reference", None)
-    return reasons_from_contributions(
-        X, bundle.feature_names, contrib, top_n=top_n, language=language, reference=reference
-    )
+    return explain_table(bundle, X, top_n=top_n, language=language).rows()

@@ -31,7 +31,8 @@ from serving.schemas import AccountRisk, HistoryPoint, Reason, RiskItem
 log = logging.getLogger(__name__)
 
 ModelLoader = Callable[[str, str | None], Any]
-Explainer = Callable[..., list[list[Any]]]
+# reasons per row: one list per row, or the columns of `models.reasons.ReasonTable`
+Explainer = Callable[..., Any]
 
 CSV_COLUMNS: tuple[str, ...] = (
     "account_id", "name", "segment", "snapshot_date", "risk", "risk_tier", "risk_change",
@@ -57,10 +58,11 @@ def load_bundle(uri: str, tracking_uri: str | None) -> Any:
     return bundle
 
 
-def explain_rows(bundle: Any, X: pd.DataFrame, top_n: int = 3, language: str = "en") -> list[list[Any]]:
-    from models.reasons import explain_rows as _explain
+def explain_rows(bundle: Any, X: pd.DataFrame, top_n: int = 3, language: str = "en") -> Any:
+    """The rows' reasons as a `models.reasons.ReasonTable` (columns: no object per reason)."""
+    from models.reasons import explain_table
 
-    return _explain(bundle, X, top_n=top_n, language=language)
+    return explain_table(bundle, X, top_n=top_n, language=language)
 
 
 def model_fingerprint(uri: str, tracking_uri: str | None) -> str:

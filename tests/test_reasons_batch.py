@@ -19,8 +19,9 @@ from models.reasons import (
 
 
 def _row_by_row(
-    X: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int, language: str, reference: Any
-) -> list[list[tuple[Any, ...]]]:
+    X: pd.DataFrame, names: list[str], contrib: np.ndarray, top_n: int, language: str, reference: Any,
+    benign: Any = benign_readings,
+) -> list[list[tuple[Any, ...]]]:  # fmt: skip
     """The documented rule, one row and one candidate at a time, rendering every candidate."""
     out = []
     for i, row in enumerate(X.to_dict(orient="records")):
@@ -30,7 +31,7 @@ def _row_by_row(
             if contrib[i, j] <= 0 or len(reasons) == top_n:
                 break
             family, text, reading = render_reason_with_reading(names[j], row, language, reference)
-            if family in seen or reading in benign_readings(names[j]):
+            if family in seen or reading in benign(names[j]):
                 continue
             seen.add(family)
             reasons.append((names[j], family, text))
@@ -102,3 +103,97 @@ def test_benign_readings_name_real_variants() -> None:
     assert classify_feature("csat_mean_90d")[:2] == ("bug_escalation", "generic")
     assert benign_readings("csat_mean_90d") == {"up"}
     assert benign_readings("weird_unknown_column") == frozenset()
+
+
+def _random_frame(n: int, seed: int) -> pd.DataFrame:
+    """Rows that exercise every column plan and the one-by-one templates: windowed counts and
+    levels with and without companions, plain values, renewal with text and numeric plans,
+    flags, NPS; values repeated, zero, -0.0, NaN, and companions that are missing or zero."""
+    rng = np.random.default_rng(seed)
+
+    def col(scale: float, ints: bool = False) -> np.ndarray:
+        x = rng.choice([0.0, -0.0, 1.0, 2.0, 7.0], n) if ints else rng.gamma(1.5, scale, n)
+        x = np.where(rng.random(n) < 0.3, np.round(x), x)
+        x[rng.random(n) < 0.1] = 0.0
+        x[rng.random(n) < 0.05] = -0.0
+        x[rng.random(n) < 0.12] = np.nan
+        return x
+
+    return pd.DataFrame(
+        {
+            "active_users_30d": col(20),
+            "active_users_prev_30d": col(20),
+            "events_7d": col(50),
+            "events_30d": col(200),
+            "events_90d": col(600),
+            "csat_mean_90d": col(2),
+            "login_rate_30d": col(0.3),
+            "login_rate_90d": col(0.3),
+            "tickets_question_30d": col(3, ints=True),
+            "mystery_score": col(1000),
+            "health_score": col(50),
+            "health_usage": col(40),
+            "days_since_last_login": col(10),
+            "days_to_renewal": col(120),
+            "billing_period": rng.choice(np.array(["monthly", "annual", " Monthly", None], dtype=object), n),
+            "billing_monthly": col(1, ints=True),
+            "billing_annual": col(1, ints=True),
+            "billing_code": col(2),
+            "nps_change_last": col(3, ints=True),
+            "champions_departed_90d": col(1, ints=True),
+            "seat_utilisation_30d": col(0.5),
+            "nps_last": col(4),
+            "comment_sentiment_mean_180d": col(4),
+            "comments_theme_price_180d": col(1, ints=True),
+            "comments_theme_cancel": col(1, ints=True),
+            "admins_enabled": col(1, ints=True),
+            "cancellation_recorded": col(1, ints=True),
+            "events_30d_vs_prev_30d_ratio": col(0.7),
+            "bugs_high_open": col(1, ints=True),
+            "bugs_high_open_max_age_days": col(20),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int) -> None:
+    """Column-wise rendering equals the one-row renderer on random rows, contributions and
+    references (some missing), en and ja, several `top_n`."""
+    X = _random_frame(400, seed)
+    names = list(X.columns)
+    rng = np.random.default_rng(seed + 10)
+    contrib = rng.normal(0, 1, (len(X), len(names) + 1))
+    contrib[rng.random(contrib.shape) < 0.2] = 0.0  # ties at zero and equal contributions
+    reference = {name: float(v) for name, v in zip(names, rng.gamma(2, 10, len(names)), strict=True)}
+    reference["events_7d"] = 0.0
+    reference.pop("mystery_score")
+    reference["login_rate_30d"] = float("nan")
+    for language, top_n, ref in (("en", 3, reference), ("ja", 5, reference), ("en", 12, None)):
+        batch = reasons_from_contributions(X, names, contrib, top_n, language, ref)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, top_n, language, ref)
+        assert sum(map(len, got)) > len(X)
+        for i, rs in enumerate(batch):
+            for r in rs:
+                assert r.shap == contrib[i, names.index(r.feature)] > 0
+                v = X.at[i, r.feature]
+                assert r.value == (None if isinstance(v, str) or pd.isna(v) else float(v))
+
+
+def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no healthy readings declared, every reading is shown, so the plan-dependent
+    families (an annual plan's renewal_annual) decide the de-dup: still equal row by row."""
+    from models import reasons
+
+    monkeypatch.setattr(reasons, "benign_readings", lambda feature: frozenset())
+    reasons._plan_column.cache_clear()
+    try:
+        X = _random_frame(300, 7)
+        names = list(X.columns)
+        contrib = np.random.default_rng(7).normal(0, 1, (len(X), len(names) + 1))
+        batch = reasons_from_contributions(X, names, contrib, 4, "en", None)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, 4, "en", None, benign=lambda f: frozenset())
+        assert any(r.family == "renewal_annual" and r.feature == "billing_annual" for rs in batch for r in rs)
+    finally:
+        reasons._plan_column.cache_clear()

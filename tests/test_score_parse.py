@@ -136,3 +136,28 @@ def test_response_bytes_equal_the_pydantic_model_dump() -> None:
     assert json.loads(out)["rows"][0]["reasons"][0]["value"] is None  # NaN -> null
     bare = render_response("v1", at, ["a"], risk[:1], ["high"], None)
     assert bare == ScoreResponse.model_validate(json.loads(bare)).model_dump_json().encode()
+
+
+def test_response_from_a_reason_table_equals_the_one_from_reason_lists() -> None:
+    """The default explainer hands the router columns (`ReasonTable`): the same bytes as from
+    per-row `Reason` lists, non-finite values shown as null."""
+    from models.reasons import ReasonTable
+
+    table = ReasonTable(
+        offsets=np.array([0, 2, 2, 3]),
+        feature=["seats", "nps_last", "seats"],
+        family=["usage_decline", "detractor", "usage_decline"],
+        value=[float("inf"), 3.0, None],
+        shap=[0.5, 0.25, 1e-7],
+        text=["few seats \u2192 7", 'NPS "3"\n', "\u30b7\u30fc\u30c8"],
+        playbook_id=["p@1", "d@1", "p@1"],
+        action=["Call", "Follow up", "Call"],
+    )
+    at = datetime(2026, 11, 28, 11, 0, 0, 123456, tzinfo=UTC)
+    risk = np.array([0.25, 1.0, 0.0])
+    args = ("v1", at, ["a", None, "c"], risk, ["high", "low", "low"])
+    out = render_response(*args, table)
+    assert out == render_response(*args, table.rows())
+    assert out == ScoreResponse.model_validate(json.loads(out)).model_dump_json().encode()
+    assert [len(r["reasons"]) for r in json.loads(out)["rows"]] == [2, 0, 1]
+    assert json.loads(out)["rows"][0]["reasons"][0]["value"] is None

@@ -33,6 +33,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from churnguard.scores import assign_tiers
+from models.reasons import ReasonTable
 from serving.config import Settings
 from serving.deps import ModelDep, Reader, SettingsDep, StateDep
 from serving.schemas import (
@@ -253,18 +254,37 @@ def _reason(r: Any) -> dict[str, Any]:
             "feature": r.feature, "value": value, "shap": float(r.shap)}  # fmt: skip
 
 
+def _reason_lists(reasons: Any) -> list[list[dict[str, Any]]]:
+    """Each row's reasons as dicts in `serving.schemas.Reason`'s field order.
+
+    From a `ReasonTable` (the default explainer) column by column, or from per-row lists of
+    `Reason`-like objects (any other explainer).
+    """
+    if not isinstance(reasons, ReasonTable):
+        return [[_reason(r) for r in row] for row in reasons]
+    values = [v if v is not None and math.isfinite(v) else None for v in reasons.value]
+    dicts = [
+        {"text": t, "family": f, "action": a, "playbook_id": p, "feature": n, "value": v, "shap": s}
+        for t, f, a, p, n, v, s in zip(
+            reasons.text, reasons.family, reasons.action, reasons.playbook_id, reasons.feature, values,
+            reasons.shap, strict=True,
+        )
+    ]  # fmt: skip
+    bounds = reasons.offsets.tolist()
+    return [dicts[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def render_response(
     version: str, scored_at: datetime, ids: list[str | None], risk: np.ndarray, tiers: list[str],
-    reasons: list[list[Any]] | None,
+    reasons: Any,
 ) -> bytes:  # fmt: skip
-    """The `ScoreResponse` JSON, built from plain dicts in the schema's field order."""
+    """The `ScoreResponse` JSON, built from plain dicts in the schema's field order.
+
+    `reasons`: None, per-row lists of `Reason`s, or a `models.reasons.ReasonTable`.
+    """
+    per_row = None if reasons is None else _reason_lists(reasons)
     rows = [
-        {
-            "id": i,
-            "risk": p,
-            "risk_tier": t,
-            "reasons": None if reasons is None else [_reason(r) for r in reasons[k]],
-        }
+        {"id": i, "risk": p, "risk_tier": t, "reasons": None if per_row is None else per_row[k]}
         for k, (i, p, t) in enumerate(zip(ids, risk.tolist(), tiers, strict=True))
     ]
     return pydantic_core.to_json({"model_version": version, "scored_at": scored_at, "rows": rows})
