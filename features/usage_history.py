@@ -268,7 +268,8 @@ def finish_usage_history(frame: pd.DataFrame) -> pd.DataFrame:
         for k in range(1, min(6, PERIODS)):
             new[f"usage_intensity_30d_lag{k}"] = _per_user(intensity[:, k])
         new["usage_intensity_ewm"] = _per_user(_ewm(intensity, EWM_WEIGHT))
-        new["usage_intensity_vs_usual_trend_30d_pct"] = _pct(intensity[:, 0] - _ewm(intensity[:, 1:], EWM_WEIGHT))
+        usual = _ewm(intensity[:, 1:], EWM_WEIGHT)
+        new["usage_intensity_vs_usual_trend_30d_pct"] = _pct(intensity[:, 0] - usual)
         new["usage_intensity_mean_180d"] = _per_user(_nanmean(intensity[:, :6]))
         new["usage_intensity_mean_360d"] = _per_user(_nanmean(intensity))
         # slope per period x periods in the window: the relative change over the window

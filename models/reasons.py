@@ -467,10 +467,10 @@ def _compare(
     else:
         fields.pop("__reference", None)
     if ref == 0:
-        direction = "flat" if x == 0 else "up"
-    else:
-        rel = x / ref
-        direction = "down" if rel < 1 - _FLAT_BAND else "up" if rel > 1 + _FLAT_BAND else "flat"
+        direction = "flat" if x == 0 else "up" if x > 0 else "down"
+    else:  # the change relative to |ref|: right for negative references (changes, slopes) too
+        rel = (x - ref) / abs(ref)
+        direction = "down" if rel < -_FLAT_BAND else "up" if rel > _FLAT_BAND else "flat"
     fields["metric"] = _term(lang, base) if kind != "typical" else fields["label"]
     has_window = fields["window"] and kind != "typical"
     fields["when"] = lang["phrases"]["when"].format(in_window=fields["in_window"]) if has_window else ""
@@ -900,9 +900,9 @@ class _Readings:
         typical = self.typical[j]
         ref = np.where(has, ref, typical)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rel = x / ref
-        direction = np.where(rel < 1 - _FLAT_BAND, _DOWN, np.where(rel > 1 + _FLAT_BAND, _UP, _FLAT))
-        direction = np.where(ref == 0, np.where(x == 0, _FLAT, _UP), direction)
+            rel = (x - ref) / np.abs(ref)
+        direction = np.where(rel < -_FLAT_BAND, _DOWN, np.where(rel > _FLAT_BAND, _UP, _FLAT))
+        direction = np.where(ref == 0, np.where(x == 0, _FLAT, np.where(x > 0, _UP, _DOWN)), direction)
         compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
         ruled = np.flatnonzero(self.rule[j])
         if ruled.size:

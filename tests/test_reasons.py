@@ -187,6 +187,18 @@ def test_typical_account_is_the_fallback_reference() -> None:
     )
 
 
+def test_negative_values_and_references_compare_by_sign() -> None:
+    """A fall below a zero or negative reference reads as below it (x / ref would flip it)."""
+    row = {"mrr_change_90d": -89.2, "events_per_user_slope": -0.4}
+    assert render_reason("mrr_change_90d", row, "en", {"mrr_change_90d": 0.0})[1] == (
+        "MRR change (last 90 days): -89.2, below the typical account (0)"
+    )
+    text = render_reason("mrr_change_90d", row, "en", {"mrr_change_90d": -10.0})[1]
+    assert text.endswith("below the typical account (-10)"), text
+    text = render_reason("mrr_change_90d", {"mrr_change_90d": -2.0}, "en", {"mrr_change_90d": -10.0})[1]
+    assert text.endswith("above the typical account (-10)"), text
+
+
 def test_japanese_comparisons_and_slopes_are_in_step() -> None:
     assert render_reason("tickets_90d", USAGE, "ja")[1] == (
         "サポート問い合わせ: 過去90日間で12（その前の90日間の4から増加）"
