@@ -106,98 +106,88 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return t
 
 
-@pytest.fixture(scope="session")
-def tiny_raw(tiny: Tiny) -> Tiny:
+def simulate_stage(t: Tiny) -> Tiny:
     from pipeline import simulate
 
-    simulate.main(["--out", str(tiny.raw), "--truth-out", str(tiny.truth), "--params", str(tiny.params)])
-    return tiny
+    simulate.main(["--out", str(t.raw), "--truth-out", str(t.truth), "--params", str(t.params)])
+    return t
+
+
+def validate_stage(t: Tiny) -> Tiny:
+    from pipeline import validate
+
+    validate.main(["--input", str(t.raw), "--out", str(t.validated), "--params", str(t.params)])
+    return t
+
+
+def snapshots_stage(t: Tiny) -> Tiny:
+    from pipeline import snapshots
+
+    snapshots.main(["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)])
+    return t
+
+
+def features_stage(t: Tiny) -> Tiny:
+    from pipeline import features
+
+    features.main(
+        [
+            "--validated", str(t.validated),
+            "--snapshots", str(t.snapshots),
+            "--out", str(t.features),
+            "--text-model", str(t.text_model),
+            "--metrics", str(t.metrics / "features.json"),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return t
+
+
+def train_stage(t: Tiny) -> Tiny:
+    from pipeline import train
+
+    os.environ["MLFLOW_TRACKING_URI"] = t.tracking_uri
+    train.main(
+        [
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--validation-report", str(t.validated / "validation_report.json"),
+            "--model-out", str(t.model),
+            "--summary", str(t.train_summary),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return t
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tiny: Tiny) -> Tiny:
+    return simulate_stage(tiny)
 
 
 @pytest.fixture(scope="session")
 def tiny_validated(tiny_raw: Tiny) -> Tiny:
-    from pipeline import validate
-
-    t = tiny_raw
-    validate.main(["--input", str(t.raw), "--out", str(t.validated), "--params", str(t.params)])
-    return t
+    return validate_stage(tiny_raw)
 
 
 @pytest.fixture(scope="session")
 def tiny_snapshots(tiny_validated: Tiny) -> Tiny:
-    from pipeline import snapshots
-
-    t = tiny_validated
-    snapshots.main(["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)])
-    return t
+    return snapshots_stage(tiny_validated)
 
 
 @pytest.fixture(scope="session")
 def tiny_features(tiny_snapshots: Tiny) -> Tiny:
-    from pipeline import features
-
-    t = tiny_snapshots
-    features.main(
-        [
-            "--validated", str(t.validated),
-            "--snapshots", str(t.snapshots),
-            "--out", str(t.features),
-            "--text-model", str(t.text_model),
-            "--metrics", str(t.metrics / "features.json"),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    return t
+    return features_stage(tiny_snapshots)
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_features: Tiny) -> Tiny:
-    from pipeline import train
-
-    t = tiny_features
-    os.environ["MLFLOW_TRACKING_URI"] = t.tracking_uri
-    train.main(
-        [
-            "--features", str(t.features),
-            "--snapshots", str(t.snapshots),
-            "--validation-report", str(t.validated / "validation_report.json"),
-            "--model-out", str(t.model),
-            "--summary", str(t.train_summary),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    return t
+    return train_stage(tiny_features)
 
 
 def run_stages_to_model(t: Tiny) -> Tiny:
     """simulate -> validate -> snapshots -> features -> train for the company in `t` (its params.yaml)."""
-    from pipeline import features, simulate, snapshots, train, validate
-
-    simulate.main(["--out", str(t.raw), "--truth-out", str(t.truth), "--params", str(t.params)])
-    validate.main(["--input", str(t.raw), "--out", str(t.validated), "--params", str(t.params)])
-    snapshots.main(["--validated", str(t.validated), "--out", str(t.snapshots), "--params", str(t.params)])
-    features.main(
-        [
-            "--validated", str(t.validated),
-            "--snapshots", str(t.snapshots),
-            "--out", str(t.features),
-            "--text-model", str(t.text_model),
-            "--metrics", str(t.metrics / "features.json"),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    os.environ["MLFLOW_TRACKING_URI"] = t.tracking_uri
-    train.main(
-        [
-            "--features", str(t.features),
-            "--snapshots", str(t.snapshots),
-            "--validation-report", str(t.validated / "validation_report.json"),
-            "--model-out", str(t.model),
-            "--summary", str(t.train_summary),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    return t
+    return train_stage(features_stage(snapshots_stage(validate_stage(simulate_stage(t)))))
 
 
 @pytest.fixture(scope="session")
