@@ -47,7 +47,7 @@ def _assert_same(body: bytes) -> bool:
     request, frame = full
     assert fast.ids == [row.id for row in request.rows]
     assert (fast.reasons, fast.top_n) == (request.reasons, request.top_n)
-    pd.testing.assert_frame_equal(fast.frame, frame)
+    pd.testing.assert_frame_equal(fast.frame, frame, check_exact=True)
     return True
 
 
@@ -79,12 +79,59 @@ def _body(rows: list[Any], **top: Any) -> bytes:
         (b'{"rows": [{"features": {"seats": NaN}}]}', False),
         (b'{"rows": [{"features": {"seats": 1e999}}]}', False),
         (_body([{"features": {**FULL_ROW, "seats": 10**30}}]), True),  # a float, as pydantic reads it
+        (_body([{"features": {**FULL_ROW, "seats": 10**400}}]), False),
+        (_body([{"features": {**FULL_ROW, "seats": 123456789012345678901234567}}]), True),
+        (_body([{"features": {**FULL_ROW, "seats": -0.0, "nps_last": -0}}]), True),
+        (b'{"rows": [{"features": {"seats": 1, "seats": 2}}]}', True),  # the last one, as json.loads
+        (b'{"rows": [{"features": {"seats": 2, "seats": true}}]}', False),
+        (_body([{"id": "\u00e9" * 200, "features": {}}]), True),  # 200 characters, 400 bytes
+        (_body([{"id": "\U0001f600" * 201, "features": {}}]), False),
+        (b'{"rows": [{"id": "\\ud800", "features": {}}]}', False),  # a lone surrogate
+        (_body([{"features": {}}], top_n=3.0), False),
+        (_body([{"features": {}}], top_n=11), False),
+        (_body([{"features": {}}], top_n=10), True),
+        (_body([{"features": {}}]) + b" x", False),
+        (_body({"features": {}}), False),
+        (b"[]", False),
     ],
 )
 def test_fast_parser_agrees_with_full_validation(body: bytes, valid: bool) -> None:
     _assert_same(body)
     assert (_full(body) is not None) == valid
     assert (_fast_batch(MODEL, body) is not None) == valid  # every valid body here takes the fast path
+
+
+def test_a_body_the_fast_path_declines_is_decided_by_the_full_validation() -> None:
+    """A duplicate key whose first value is invalid (json.loads keeps the last, valid one), and
+    a body behind a UTF-8 byte-order mark (json.loads reads it): both accepted, the full way."""
+    for body in (
+        b'{"rows": [{"features": {"seats": true, "seats": 2}}]}',
+        b"\xef\xbb\xbf" + _body([{"features": {"seats": 2}}]),
+    ):
+        assert _fast_batch(MODEL, body) is None
+        full = _full(body)
+        assert full is not None and full[1]["seats"].tolist() == [2.0]
+
+
+def test_feature_names_need_not_be_identifiers() -> None:
+    """Real exports name columns anything; models with one or no numeric feature parse too."""
+    for names, cats in [
+        (("a b", "class", "f0", "x-y", "ü"), {"class": frozenset({"k"})}),
+        (("only",), {}),
+        (("plan",), {"plan": frozenset({"basic"})}),
+    ]:
+        model = ServingModel(
+            bundle=None, version="1", content_hash=None, trained_at=None, metrics={}, feature_names=names,
+            feature_index={n: i for i, n in enumerate(names)}, categories=cats, source="test",
+            fingerprint="", loaded_at=datetime.now(UTC),
+        )  # fmt: skip
+        row = {n: ("k" if n == "class" else "basic" if n == "plan" else 1.5) for n in names}
+        fast = _fast_batch(model, _body([{"features": row}, {"features": {}}]))
+        assert fast is not None
+        assert list(fast.frame.columns) == list(names)
+        assert fast.frame.iloc[0].tolist() == list(row.values())
+        assert fast.frame.iloc[1].isna().all()
+        assert _fast_batch(model, _body([{"features": {"bogus": 1}}])) is None
 
 
 _VALUES = st.one_of(

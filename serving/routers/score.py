@@ -1,9 +1,10 @@
 """Scoring of feature rows posted by a client: calibrated risk and reasons.
 
-The body is parsed once, by a fast path that only accepts: orjson, then plain type checks
-that hold exactly what `ScoreRequest` plus the model's feature list would accept (numbers
-that are not booleans, finite by construction since orjson rejects NaN and infinity,
-known feature names, known categories, bounded strings and batch). Anything the fast path
+The body is parsed once, by a fast path that only accepts: a msgspec decoder typed by the
+model's own feature list (`_FastReader`), which holds exactly what `ScoreRequest` plus the
+feature check would accept (numbers that are not booleans, finite since msgspec rejects
+NaN, infinity and out-of-range numbers, known feature names, bounded strings and batch),
+then the category values. Anything the fast path
 does not accept goes through FastAPI's own steps (`json.loads`, `ScoreRequest` validation,
 the row-by-row feature check), so every rejection and its 422 body are the ones the API
 has always given. The response is built as plain dicts in `ScoreResponse`'s field order and
@@ -19,12 +20,12 @@ import math
 import operator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from functools import lru_cache, partial
+from typing import Annotated, Any
 
 import anyio.to_thread
+import msgspec
 import numpy as np
-import orjson
 import pandas as pd
 import pydantic_core
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -75,10 +76,6 @@ _REQUEST_BODY: dict[str, Any] = {
         },
     }
 }
-_ROW_KEYS = frozenset({"id", "features"})
-_TOP_KEYS = frozenset({"rows", "reasons", "top_n"})
-_NUMBER_KINDS = frozenset({float, int, type(None)})
-_TEXT_KINDS = frozenset({str, type(None)})
 
 
 @dataclass(frozen=True)
@@ -123,65 +120,77 @@ def _frame(model: ServingModel, X: np.ndarray, cats: dict[str, list[str | None]]
     return frame
 
 
+class _FastReader:
+    """A typed decoder for `ScoreRequest` bodies against one model's features.
+
+    A msgspec struct whose fields are the model's features (renamed, so any column name
+    works): a numeric feature takes a number or null (never a boolean, a string, NaN or an
+    out-of-range number), a categorical one a string of at most `MAX_TEXT` characters or
+    null; unknown fields and keys are rejected. Category values are checked after decoding.
+    """
+
+    def __init__(self, names: tuple[str, ...], categorical: frozenset[str]) -> None:
+        text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT)]
+        attrs = [f"f{j}" for j in range(len(names))]
+        features = msgspec.defstruct(
+            "Features",
+            [
+                (a, (text if n in categorical else float) | None, None)
+                for a, n in zip(attrs, names, strict=True)
+            ],
+            rename=dict(zip(attrs, names, strict=True)),
+            forbid_unknown_fields=True,
+            kw_only=True,
+        )
+        row = msgspec.defstruct(
+            "Row",
+            [("id", text | None, None), ("features", features)],
+            forbid_unknown_fields=True,
+            kw_only=True,
+        )
+        rows = Annotated[list[row], msgspec.Meta(min_length=1, max_length=MAX_BATCH_SCHEMA)]  # type: ignore[valid-type]
+        top_n = Annotated[int, msgspec.Meta(ge=1, le=TOP_N_MAX)]
+        request = msgspec.defstruct(
+            "Request",
+            [("rows", rows), ("reasons", bool, True), ("top_n", top_n, 3)],
+            forbid_unknown_fields=True,
+            kw_only=True,
+        )
+        self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(request)
+        self.numeric = [j for j, n in enumerate(names) if n not in categorical]
+        self.numeric_values = operator.attrgetter(*(attrs[j] for j in self.numeric)) if self.numeric else None
+        self.categorical = {n: attrs[j] for j, n in enumerate(names) if n in categorical}
+
+
+@lru_cache(maxsize=8)
+def _reader(names: tuple[str, ...], categorical: frozenset[str]) -> _FastReader | None:
+    """The model's decoder, built once per feature list (None: rows that wide go the full way)."""
+    return _FastReader(names, categorical) if len(names) <= MAX_FEATURES_PER_ROW else None
+
+
 def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
     """The batch, when every value is plainly valid; None = let the full validation decide."""
+    reader = _reader(model.feature_names, frozenset(model.categories))
+    if reader is None:
+        return None
     try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        doc = reader.decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if type(doc) is not dict or not doc.keys() <= _TOP_KEYS:
-        return None
-    rows, reasons, top_n = doc.get("rows"), doc.get("reasons", True), doc.get("top_n", 3)
-    if type(rows) is not list or not 1 <= len(rows) <= MAX_BATCH_SCHEMA:
-        return None
-    if type(reasons) is not bool or type(top_n) is not int or not 1 <= top_n <= TOP_N_MAX:
-        return None
-    ids: list[str | None] = []
-    feats: list[dict[str, Any]] = []
-    n_features = len(model.feature_names)
-    partial_rows = False  # a row that leaves features out: its names are checked one by one
-    for row in rows:
-        if type(row) is not dict or not row.keys() <= _ROW_KEYS:
-            return None
-        f = row.get("features")
-        i = row.get("id")
-        if type(f) is not dict or len(f) > MAX_FEATURES_PER_ROW:
-            return None
-        if i is not None and (type(i) is not str or len(i) > MAX_TEXT):
-            return None
-        partial_rows = partial_rows or len(f) != n_features
-        ids.append(i)
-        feats.append(f)
-    numeric = [name for name in model.feature_names if name not in model.categories]
-    values: list[tuple[Any, ...]] | None = None
-    if not partial_rows and len(numeric) > 1:
-        try:  # rows that name every feature (the usual client) are read at C speed
-            values = list(map(operator.itemgetter(*numeric), feats))
-        except KeyError:
-            values = None
-    # n_features names per row, all the model's numeric and categorical ones: none is unknown
-    if values is None or not all(name in f for name in model.categories for f in feats):
-        known = model.feature_index.keys()
-        if not all(f.keys() <= known for f in feats):
-            return None
-        values = [tuple(map(f.get, numeric)) for f in feats]
-    if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_KINDS:
-        return None
-    X = np.empty((len(feats), n_features))
-    X[:, [model.feature_index[name] for name in numeric]] = np.array(values, dtype=float).reshape(
-        len(feats), len(numeric)
-    )
+    feats = [row.features for row in doc.rows]
+    n = len(feats)
+    X = np.empty((n, len(model.feature_names)))
+    if reader.numeric_values is not None:
+        values = np.array(list(map(reader.numeric_values, feats)), dtype=float)
+        X[:, reader.numeric] = values.reshape(n, len(reader.numeric))
     cats: dict[str, list[str | None]] = {}
-    for name, allowed in model.categories.items():
-        col = [f.get(name) for f in feats]
-        if not set(map(type, col)) <= _TEXT_KINDS:
-            return None
-        given: set[str] = {v for v in set(col) if v is not None}
-        if not given <= allowed or any(len(v) > MAX_TEXT for v in given):
+    for name, attr in reader.categorical.items():
+        col = list(map(operator.attrgetter(attr), feats))
+        if not {v for v in set(col) if v is not None} <= model.categories[name]:
             return None
         cats[name] = col
         X[:, model.feature_index[name]] = np.nan
-    return _Batch(ids, _frame(model, X, cats), reasons, top_n)
+    return _Batch([row.id for row in doc.rows], _frame(model, X, cats), doc.reasons, doc.top_n)
 
 
 def _validated_request(body: bytes, content_type: str | None) -> ScoreRequest:
