@@ -721,6 +721,8 @@ class _ColumnPlan:
     scale_den: float = 1.0
     typical: float | None = None
     rule: int = 0
+    template: str = ""
+    reads: tuple[tuple[str, ...], ...] = ()
 
 
 @lru_cache(maxsize=8192)
@@ -778,8 +780,8 @@ def _plan_column(
         return _ColumnPlan("value", family, benign, texts, rule=rule)
     if template in _READ_RULES:
         rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
-        if template not in _STATIC_TEMPLATES:
-            return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+        if template in _COMPUTED_TEMPLATES:
+            return _computed_plan(feature, template, groups, fixed, keys, float_keys, language, rule)
         fields = _slot_fields(fixed)
         if template in ("contact_departed", "contacts_present"):
             fields["who"] = _term(lang, _singular(groups.get("who", "champion")))
@@ -801,6 +803,49 @@ def _plan_column(
         fields["what"] = _term(lang, groups.get("what", feature))
     texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in ("value", "missing")}
     return _ColumnPlan("value", family, benign, texts)
+
+
+# Templates whose sentence also takes numbers computed per row (a percentage, the change
+# from companion columns, the oldest open ticket's age): template -> the fields computed.
+_COMPUTED_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "ratio_vs_prev": ("pct", "change"), "change_ratio": ("pct", "change"), "trend_pct": ("pct", "change"),
+    "nps_change": ("pct", "change"), "slope_rel": ("pct",), "seat_utilisation": ("pct",),
+    "tickets_open": ("oldest",), "open_age": ("oldest",),
+}  # fmt: skip
+
+
+def _computed_plan(
+    feature: str, template: str, groups: dict[str, str], fixed: tuple[tuple[str, str], ...],
+    keys: tuple[str, ...], float_keys: frozenset[str], language: str, rule: int,
+) -> _ColumnPlan:  # fmt: skip
+    """The plan of a `_COMPUTED_TEMPLATES` feature: patterns with slots for the computed fields,
+    and the companion columns `_variant` reads (`reads`: (previous, current) or (age,), each
+    the columns `_first` tries in order). Kind `rendered` when a companion is not a float column."""
+    lang = _language(language)
+    family, benign = classify_feature(feature)[0], benign_readings(feature)
+    w, metric = groups.get("window", ""), groups.get("metric", "")
+    fields = _slot_fields(fixed, *_COMPUTED_TEMPLATES[template])
+    if template in ("tickets_open", "open_age"):
+        fields["what"], fields["noun"] = _what(lang, groups.get("what", "tickets"), language)
+        fields["over"] = lang["phrases"]["over"].format(days=groups["days"]) if "days" in groups else ""
+        reads: tuple[tuple[str, ...], ...] = ((f"{feature}_max_age_days",),)
+    elif template == "nps_change":
+        reads = (("nps_prev",), ("nps_last", "nps_latest"))
+    elif template == "change_ratio":
+        reads = ((f"{metric}_{w}d_ago", f"{metric}_enabled_{w}d_ago"), (metric, f"{metric}_enabled"))
+    elif template in ("ratio_vs_prev", "trend_pct"):
+        reads = ((f"{metric}_prev_{w}d",), (f"{metric}_{w}d",))
+    else:
+        reads = ()
+    if template not in ("tickets_open", "open_age", "nps_change", "seat_utilisation"):
+        fields["metric"] = _term(lang, metric)
+    names = set(keys)
+    reads = tuple(tuple(c for c in cols if c in names) for cols in reads)
+    if any(c not in float_keys for cols in reads for c in cols):
+        return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+    texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+    texts["_oldest"], texts["_change"] = lang["phrases"]["oldest"], lang["phrases"]["change"]
+    return _ColumnPlan("computed", family, benign, texts, rule=rule, template=template, reads=reads)
 
 
 # reading codes of the column plans
@@ -862,7 +907,10 @@ class _Readings:
         n = len(X)
         used = [names[j] for j, p in enumerate(plans) if p is not None]
         used += [p.other for p in plans if p is not None and p.other]
+        used += [c for p in plans if p is not None for cols in p.reads for c in cols]
         at = {name: i for i, name in enumerate(dict.fromkeys(used))}
+        self.at = at
+        self.memo: dict[tuple[str, float, float | None], str] = {}  # see `texts`
         block = np.empty((n, len(at) + 1))
         if at:
             block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
@@ -942,42 +990,106 @@ class _Readings:
     def texts(
         self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
     ) -> list[str]:
-        """The sentences of feature `j` for `rows`, given their readings (`read`)."""
+        """The sentences of feature `j` for `rows`, given their readings (`read`).
+
+        A sentence is a function of its pattern, the value and the reference shown, so each
+        distinct (pattern, value, reference) is formatted once per batch (`memo`; -0.0 and
+        0.0 share an entry: they print alike, and a NaN never matches, so is formatted anew).
+        """
         xs = self.block[rows, self.col[j]].tolist()
         reading = reading_.tolist()
-        shown = _fmt_floats(xs)
-        plural = ["" if x == 1 else "s" for x in xs]
         t = p.texts
+        if p.kind == "computed":
+            return self._computed_texts(p, rows, xs, reading)
+        refs: Any
         if p.kind == "value":
             pats = [t[_READINGS[r]] for r in reading]
+            refs = itertools.repeat(None)
         elif p.kind == "renewal":
             monthly = self.monthly[rows].tolist()
             pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
+            refs = itertools.repeat(None)
         else:
-            pats, shown_ref = [], []
+            pats, refs = [], []
+            case = f"{p.ref_case}_"
             for r, h, rf in zip(reading, has.tolist(), ref.tolist(), strict=True):
                 if r <= _VALUE:
                     pats.append(t[_READINGS[r]])
-                    shown_ref.append("")
+                    refs.append(None)
                 else:
-                    pats.append(t[f"{p.ref_case if h else 'typical'}_{_READINGS[r]}"])
-                    shown_ref.append(_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)))
-            return [
-                pat.format(value=v, n=v, s=s, ref=rf)
-                for pat, v, s, rf in zip(pats, shown, plural, shown_ref, strict=True)
-            ]
-        return [pat.format(value=v, n=v, s=s) for pat, v, s in zip(pats, shown, plural, strict=True)]
+                    pats.append(t[(case if h else "typical_") + _READINGS[r]])
+                    refs.append(rf)
+        memo = self.memo
+        out = []
+        for pat, x, rf in zip(pats, xs, refs):
+            key = (pat, x, rf)
+            text = memo.get(key)
+            if text is None:
+                shown = _fmt_float(x)
+                text = memo[key] = pat.format(
+                    value=shown,
+                    n=shown,
+                    s="" if x == 1 else "s",
+                    ref="" if rf is None else _fmt(round(rf, 1) if abs(rf) < 100 else round(rf)),
+                )
+            out.append(text)
+        return out
+
+    def _computed_texts(self, p: _ColumnPlan, rows: np.ndarray, xs: list[float], reading: list[int]) -> list[str]:
+        """The sentences of a `computed` plan: `_variant`'s fields from the value and companions."""
+        found = []
+        for cols in p.reads:  # `_first`: the first of the columns that has a value
+            v = np.full(len(rows), np.nan)
+            for c in cols:
+                v = np.where(np.isnan(v), self.block[rows, self.at[c]], v)
+            found.append(v.tolist())
+        t, template = p.texts, p.template
+        out = []
+        for i, (r, x) in enumerate(zip(reading, xs, strict=True)):
+            shown = _fmt_float(x)
+            fields = {"value": shown, "n": shown, "s": "" if x == 1 else "s"}
+            present = x == x
+            if template in ("tickets_open", "open_age"):
+                age = found[0][i] if found else math.nan
+                fields["oldest"] = t["_oldest"].format(days=f"{round(age):,}") if age == age and age else ""
+                if template == "open_age":
+                    fields["value"] = f"{round(x):,}" if present else "?"
+            elif template == "slope_rel":
+                fields["pct"] = f"{round(abs(x) * 100):,}" if present else ""
+            elif template == "seat_utilisation":
+                fields["pct"] = f"{round(x * 100 if x <= 2 else x):,}" if present else ""
+            else:
+                prev: float | int | None = found[0][i] if found[0] else math.nan
+                cur: float | None = found[1][i] if found[1] else math.nan
+                prev = None if prev != prev else prev
+                cur = None if cur != cur else cur
+                if template == "trend_pct" and prev is None and cur is not None and present and x > -100:
+                    prev = round(cur / (1 + x / 100.0))
+                fields["change"] = (
+                    "" if prev is None or cur is None
+                    else t["_change"].format(prev=_fmt(round(prev, 1)), cur=_fmt(round(cur, 1)))
+                )  # fmt: skip
+                if not present:
+                    fields["pct"] = ""
+                elif template == "ratio_vs_prev":
+                    fields["pct"] = f"{round(abs(x - 1) * 100):,}"
+                elif template == "change_ratio":
+                    fields["pct"] = f"{round(abs(x) * 100):,}"
+                elif template == "trend_pct":
+                    fields["pct"] = f"{round(abs(x)):,}"
+                else:  # nps_change: points, as they are
+                    fields["pct"] = _fmt(abs(x))
+            out.append(t[_READINGS[r]].format_map(fields))
+        return out
 
 
-def _fmt_floats(xs: list[float]) -> list[str]:
-    """`_fmt` of each float (inlined: the common case of a batch)."""
-    return [
-        "?" if v != v
-        else f"{round(v):,}" if abs(v - round(v)) < 1e-9 or abs(v) >= 100
-        else f"{v:.2f}" if abs(v) < 1
-        else f"{v:.1f}"
-        for v in xs
-    ]  # fmt: skip
+def _fmt_float(v: float) -> str:
+    """`_fmt` of a float (inlined: the common case of a batch)."""
+    if v != v:
+        return "?"
+    if abs(v - round(v)) < 1e-9 or abs(v) >= 100:
+        return f"{round(v):,}"
+    return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
 
 
 def _order(contrib: np.ndarray, k: int) -> np.ndarray:
