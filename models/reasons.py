@@ -1188,40 +1188,50 @@ def reason_table(
     readings = _Readings(X, cols, names, plans, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     positive = (contrib > 0).sum(axis=1)
-    k = min(n_feat, 4 * top_n)
-    order = _order(contrib, k)
     seen = np.zeros((n, len(families)), dtype=bool)
     count = np.zeros(n, dtype=np.int64)
     chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
     one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
-    for r in range(n_feat):
-        rows = np.flatnonzero((count < top_n) & (positive > r))
-        if rows.size == 0:
-            break
-        if r == order.shape[1]:  # rows that ran out of the k largest: a full sort of those
-            wide = np.zeros((n, n_feat), dtype=order.dtype)
-            wide[:, :k] = order
-            wide[rows, k:] = np.argsort(-contrib[rows], axis=1, kind="stable")[:, k:]
-            order = wide
-        j = order[rows, r]
-        keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
-        rows, j = rows[keep], j[keep]
-        planned = readings.known[j]
-        reading, fam, has, ref = readings.read(rows, j)
-        skip = readings.benign[j, reading] & planned
+    work = np.fmax(contrib, 0.0)  # the positive contributions not yet ranked (NaN -> 0)
+    rows = np.flatnonzero(positive > 0) if top_n > 0 else np.zeros(0, dtype=np.int64)
+    start, width = 0, top_n + 2
+    while rows.size:  # a block of ranks [start, stop) of the rows still short of top_n reasons
+        stop = min(n_feat, start + width)
+        m, w = rows.size, stop - start
+        sub, at = work[rows], np.arange(m)
+        cand = np.empty((m, w), dtype=np.int64)
+        for p in range(w):  # argmax: the largest left, the first feature among equals
+            cand[:, p] = top = sub.argmax(axis=1)
+            sub[at, top] = 0.0
+        work[rows] = sub
+        live = np.flatnonzero((positive[rows][:, None] > np.arange(start, stop)).ravel())
+        pr, pj = np.repeat(rows, w)[live], cand.ravel()[live]
+        planned = readings.known[pj]
+        reading, fam, has, ref = readings.read(pr, pj)
+        skip = readings.benign[pj, reading] & planned
         for t in np.flatnonzero(~planned).tolist():
-            i, jj = int(rows[t]), int(j[t])
+            i, jj = int(pr[t]), int(pj[t])
             family, text, read_as = renderer.render(names[jj], i)
             if family not in fam_id:
                 fam_id[family] = len(fam_id)
                 seen = np.pad(seen, ((0, 0), (0, 1)))
             fam[t], skip[t] = fam_id[family], read_as in benign[jj]
             one_by_one[(i, jj)] = text
-        ok = ~skip & ~seen[rows, fam]
-        rows, j, fam = rows[ok], j[ok], fam[ok]
-        chosen.append((rows, count[rows], j, fam, reading[ok], has[ok], ref[ok]))
-        seen[rows, fam] = True
-        count[rows] += 1
+        ok_, fam_, reading_, has_, ref_ = (np.zeros(m * w, dtype=a.dtype) for a in (skip, fam, reading, has, ref))
+        ok_[live], fam_[live], reading_[live], has_[live], ref_[live] = ~skip, fam, reading, has, ref
+        ok_, fam_, reading_, has_, ref_ = (a.reshape(m, w) for a in (ok_, fam_, reading_, has_, ref_))
+        have = count[rows]
+        for p in range(w):  # rank by rank: a family is shown once per row
+            t = np.flatnonzero(ok_[:, p] & (have < top_n))
+            i, f = rows[t], fam_[t, p]
+            new = ~seen[i, f]
+            t, i, f = t[new], i[new], f[new]
+            chosen.append((i, have[t], cand[t, p], f, reading_[t, p], has_[t, p], ref_[t, p]))
+            seen[i, f] = True
+            have[t] += 1
+        count[rows] = have
+        rows = rows[(have < top_n) & (positive[rows] > stop)]
+        start, width = stop, 2 * width
     if not chosen:
         return ReasonTable.empty(n)
     rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
