@@ -730,11 +730,14 @@ def _plan_column(
     feature: str, keys: tuple[str, ...], float_keys: frozenset[str], language: str, typical: float | None
 ) -> _ColumnPlan | None:
     """The column plan of `feature`, or None when its rows are rendered one by one."""
-    if feature not in float_keys:
-        return None
     lang = _language(language)
     family, template, _, groups, fixed = _static_fields(feature, language)
     benign = benign_readings(feature)
+    if feature not in float_keys:  # a text column: its values shown as they are (see `_holds_text`)
+        if template != "generic":
+            return None
+        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), _slot_fields(fixed)) for v in ("value", "missing")}
+        return _ColumnPlan("text", family, benign, texts)
     if template == "generic":
         base, other, kind, is_level = _companions(feature, keys)
         if other and other not in float_keys:
@@ -810,7 +813,7 @@ def _plan_column(
 _COMPUTED_TEMPLATES: dict[str, tuple[str, ...]] = {
     "ratio_vs_prev": ("pct", "change"), "change_ratio": ("pct", "change"), "trend_pct": ("pct", "change"),
     "nps_change": ("pct", "change"), "slope_rel": ("pct",), "seat_utilisation": ("pct",),
-    "tickets_open": ("oldest",), "open_age": ("oldest",),
+    "tickets_open": ("oldest",), "open_age": ("oldest",), "slope_per_day": ("amount", "avg", "pct", "share"),
 }  # fmt: skip
 
 
@@ -835,6 +838,8 @@ def _computed_plan(
         reads = ((f"{metric}_{w}d_ago", f"{metric}_enabled_{w}d_ago"), (metric, f"{metric}_enabled"))
     elif template in ("ratio_vs_prev", "trend_pct"):
         reads = ((f"{metric}_prev_{w}d",), (f"{metric}_{w}d",))
+    elif template == "slope_per_day":  # the total over the window: the daily average
+        reads = ((f"{metric}_{w}d",),)
     else:
         reads = ()
     if template not in ("tickets_open", "open_age", "nps_change", "seat_utilisation"):
@@ -845,7 +850,15 @@ def _computed_plan(
         return _ColumnPlan("rendered", family, benign, {}, rule=rule)
     texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
     texts["_oldest"], texts["_change"] = lang["phrases"]["oldest"], lang["phrases"]["change"]
-    return _ColumnPlan("computed", family, benign, texts, rule=rule, template=template, reads=reads)
+    if template != "slope_per_day":
+        return _ColumnPlan("computed", family, benign, texts, rule=rule, template=template, reads=reads)
+    share = _slot_fields(fixed, "amount", "avg", "pct")
+    share["metric"] = fields["metric"]
+    texts["_share"] = _compile(lang["templates"]["slope_per_day"]["share"], share)
+    total = reads[0][0] if reads[0] else ""  # the reading compares the slope with it
+    return _ColumnPlan(
+        "computed", family, benign, texts, other=total, scale_den=float(w), rule=rule, template=template, reads=reads
+    )
 
 
 # reading codes of the column plans
@@ -860,7 +873,7 @@ _READ_RULES = {
     "contact_departed": 1, "contacts_present": 1, "cancellation": 1, "nps_detractor": 1,
     "nps_promoter": 1, "survey_nonresponse": 1, "tickets_open": 1, "theme": 2, "open_age": 3,
     "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
-    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10,
+    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10, "slope_per_day": 14,
 }  # fmt: skip
 # ... of which those whose sentence takes only the value and the feature's fixed fields
 _STATIC_TEMPLATES = frozenset(
@@ -905,17 +918,22 @@ class _Readings:
         fam_id: dict[str, int],
     ) -> None:  # fmt: skip
         n = len(X)
-        used = [names[j] for j, p in enumerate(plans) if p is not None]
+        used = [names[j] for j, p in enumerate(plans) if p is not None and p.kind != "text"]
         used += [p.other for p in plans if p is not None and p.other]
         used += [c for p in plans if p is not None for cols in p.reads for c in cols]
         at = {name: i for i, name in enumerate(dict.fromkeys(used))}
-        self.at = at
-        self.memo: dict[tuple[str, float, float | None], str] = {}  # see `texts`
-        block = np.empty((n, len(at) + 1))
+        self.at, self.cols, self.names = at, cols, names
+        self.memo: dict[tuple[str, Any, float | None], str] = {}  # see `texts`
+        text = [names[j] for j, p in enumerate(plans) if p is not None and p.kind == "text"]
+        block = np.empty((n, len(at) + len(text) + 1))
         if at:
-            block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
+            block[:, : len(at)] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
+        for name in text:  # a text column as 1 (a value) or NaN (missing): its reading
+            at[name] = len(at)
+            block[:, at[name]] = [1.0 if isinstance(v, str) else np.nan for v in cols[name]]
         block[:, -1] = np.nan  # the companion of a feature that has none
         self.block = block
+        self.numeric = np.array([p is not None and p.kind != "text" for p in plans], dtype=bool)
         none = len(at)
         self.known = np.array([p is not None for p in plans], dtype=bool)
         self.col = np.array([at.get(f, none) for f in names])
@@ -954,7 +972,8 @@ class _Readings:
         compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
         ruled = np.flatnonzero(self.rule[j])
         if ruled.size:
-            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled])
+            avg = companion[ruled] / self.den[j[ruled]]  # slope_per_day: the total per day
+            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled], avg)
         reading = np.where(np.isnan(x), _MISSING, compared)
         family = np.where(
             self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
@@ -963,7 +982,7 @@ class _Readings:
         return reading, family, has, ref
 
     @staticmethod
-    def _by_rule(rule: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def _by_rule(rule: np.ndarray, x: np.ndarray, avg: np.ndarray) -> np.ndarray:
         """The variant `_variant` picks for a present value `x` of a `_READ_RULES` template."""
 
         def direction(v: np.ndarray, flat: float = 0.5) -> np.ndarray:
@@ -973,13 +992,16 @@ class _Readings:
             return np.where(x <= 6, low, np.where(x <= 8, low + 1, low + 2))
 
         yes = np.where(x > 0, _YES, _NO)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slight = (avg != 0) & ~np.isnan(avg) & (np.abs(x) / avg < 0.001)
         return np.select(  # type: ignore[no-any-return]
             [rule == 1, rule == 2, rule == 102, rule == 3, rule == 4, rule == 5, rule == 6, rule == 7,
-             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13],
+             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13, rule == 14],
             [yes, np.where(x > 0, _YES_LATEST, _NO), yes, _VALUE, bands(_READINGS.index("negative")),
              bands(_READINGS.index("detractor")), direction((x - 1) * 100), direction(x * 100),
              direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0),
-             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER],
+             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER,
+             np.where(slight, _FLAT, direction(x, flat=0.0))],
             _VALUE,
         )  # fmt: skip
 
@@ -1001,6 +1023,10 @@ class _Readings:
         t = p.texts
         if p.kind == "computed":
             return self._computed_texts(p, rows, xs, reading)
+        if p.kind == "text":
+            col = self.cols[self.names[j]]
+            xs = [v if isinstance(v, str) else "?" for v in map(col.__getitem__, rows.tolist())]
+            return [t[_READINGS[r]].format(value=v, n=v, s="s") for r, v in zip(reading, xs, strict=True)]
         refs: Any
         if p.kind == "value":
             pats = [t[_READINGS[r]] for r in reading]
@@ -1058,6 +1084,16 @@ class _Readings:
                 fields["pct"] = f"{round(abs(x) * 100):,}" if present else ""
             elif template == "seat_utilisation":
                 fields["pct"] = f"{round(x * 100 if x <= 2 else x):,}" if present else ""
+            elif template == "slope_per_day":
+                fields.update(amount="", avg="", pct="", share="")
+                if present:
+                    ax, total = abs(x), found[0][i] if found[0] else math.nan
+                    avg = total / p.scale_den if total == total else None
+                    fields["amount"] = _fmt(round(ax, 2) if ax < 10 else round(ax))
+                    if avg:
+                        fields["avg"] = _fmt(round(avg, 1) if avg < 100 else round(avg))
+                        fields["pct"] = _fmt(round(ax / avg * 100, 1) if ax < avg / 10 else round(ax / avg * 100))
+                        fields["share"] = t["_share"].format_map(fields)
             else:
                 prev: float | int | None = found[0][i] if found[0] else math.nan
                 cur: float | None = found[1][i] if found[1] else math.nan
@@ -1081,6 +1117,15 @@ class _Readings:
                     fields["pct"] = _fmt(abs(x))
             out.append(t[_READINGS[r]].format_map(fields))
         return out
+
+
+_TEXT_TYPES = frozenset({str, type(None), type(pd.NA), float})
+
+
+def _holds_text(col: list[Any]) -> bool:
+    """True when every value is a string or missing (None, NA, NaN): read as text as it is."""
+    types = set(map(type, col))
+    return types <= _TEXT_TYPES and (float not in types or all(v != v for v in col if type(v) is float))
 
 
 def _fmt_float(v: float) -> str:
@@ -1185,6 +1230,9 @@ def reason_table(
     # the plan decides a renewal reason's family: read it before skipping a seen family
     plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
     benign = [benign_readings(f) for f in names]
+    for jj, plan in enumerate(plans):
+        if plan is not None and plan.kind == "text" and not _holds_text(cols[names[jj]]):
+            plans[jj] = None  # other objects (numbers, flags) are rendered one by one
     readings = _Readings(X, cols, names, plans, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     positive = (contrib > 0).sum(axis=1)
@@ -1253,7 +1301,7 @@ def reason_table(
     books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
     by_row = np.lexsort((rank, rows))
     rows, j, fam = rows[by_row], j[by_row], fam[by_row]
-    planned = readings.known[j]
+    planned = readings.numeric[j]
     values: list[Any] = [None] * len(rows)
     for t, v in zip(
         np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True
