@@ -906,36 +906,26 @@ def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.nda
     return out
 
 
-class _Readings:
-    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
+class _Facts:
+    """The per-feature facts of a set of column plans, as arrays over the features: built once
+    per (features, frame columns, language, reference) (`_feature_facts`), read-only."""
 
-    Per-feature facts are arrays over the features, the values one float block of the
-    columns the plans read; each rank of candidates is read for all its rows at once.
-    """
-
-    def __init__(
-        self, X: pd.DataFrame, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None],
-        fam_id: dict[str, int],
-    ) -> None:  # fmt: skip
-        n = len(X)
+    def __init__(self, names: tuple[str, ...], plans: tuple[_ColumnPlan | None, ...], language: str) -> None:
+        self.plans = plans
+        static = [_static_fields(f, language) for f in names]
+        self.families = tuple(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
+        fam_id = {f: i for i, f in enumerate(self.families)}
+        self.benign_of = tuple(benign_readings(f) for f in names)
         used = [names[j] for j, p in enumerate(plans) if p is not None and p.kind != "text"]
         used += [p.other for p in plans if p is not None and p.other]
         used += [c for p in plans if p is not None for cols in p.reads for c in cols]
-        at = {name: i for i, name in enumerate(dict.fromkeys(used))}
-        self.at, self.cols, self.names = at, cols, names
-        self.memo: dict[tuple[str, Any, float | None], str] = {}  # see `texts`
-        text = [names[j] for j, p in enumerate(plans) if p is not None and p.kind == "text"]
-        block = np.empty((n, len(at) + len(text) + 1))
-        if at:
-            block[:, : len(at)] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
-        for name in text:  # a text column as 1 (a value) or NaN (missing): its reading
-            at[name] = len(at)
-            block[:, at[name]] = [1.0 if isinstance(v, str) else np.nan for v in cols[name]]
-        block[:, -1] = np.nan  # the companion of a feature that has none
-        self.block = block
-        self.numeric = np.array([p is not None and p.kind != "text" for p in plans], dtype=bool)
-        none = len(at)
+        self.floats = tuple(dict.fromkeys(used))  # the float columns the plans read, in block order
+        self.text = tuple(names[j] for j, p in enumerate(plans) if p is not None and p.kind == "text")
+        at = {name: i for i, name in enumerate(self.floats + self.text)}
+        self.at = at
+        none = len(at)  # the block's last column: all NaN (the companion of a feature that has none)
         self.known = np.array([p is not None for p in plans], dtype=bool)
+        self.numeric = np.array([p is not None and p.kind != "text" for p in plans], dtype=bool)
         self.col = np.array([at.get(f, none) for f in names])
         self.other = np.array([at.get(p.other, none) if p else none for p in plans])
         self.generic = np.array([p is not None and p.kind == "generic" for p in plans])
@@ -948,6 +938,42 @@ class _Readings:
         self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
         self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
         self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
+        for array in vars(self).values():
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+
+
+@lru_cache(maxsize=16)
+def _feature_facts(
+    names: tuple[str, ...], keys: tuple[str, ...], float_keys: frozenset[str], language: str,
+    typical: tuple[float | None, ...],
+) -> _Facts:  # fmt: skip
+    plans = tuple(_plan_column(f, keys, float_keys, language, t) for f, t in zip(names, typical, strict=True))
+    return _Facts(names, plans, language)
+
+
+class _Readings:
+    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
+
+    Per-feature facts are arrays over the features (`_Facts`), the values one float block of
+    the columns the plans read; a block of ranks of candidates is read for all its rows at once.
+    """
+
+    def __init__(self, X: pd.DataFrame, cols: _Columns, names: list[str], facts: _Facts, fam_id: dict[str, int]) -> None:
+        n = len(X)
+        self.cols, self.names, self.at = cols, names, facts.at
+        self.memo: dict[tuple[str, Any, float | None], str] = {}  # see `texts`
+        block = np.empty((n, len(facts.at) + 1))
+        if facts.floats:
+            block[:, : len(facts.floats)] = _float_block(X, [cols.names[name] for name in facts.floats])
+        for name in facts.text:  # a text column as 1 (a value) or NaN (missing): its reading
+            block[:, facts.at[name]] = [1.0 if isinstance(v, str) else np.nan for v in cols[name]]
+        block[:, -1] = np.nan
+        self.block = block
+        self.known, self.numeric, self.col, self.other = facts.known, facts.numeric, facts.col, facts.other
+        self.generic, self.renewal, self.pace = facts.generic, facts.renewal, facts.pace
+        self.num, self.den, self.typical, self.rule = facts.num, facts.den, facts.typical, facts.rule
+        self.family, self.benign = facts.family, facts.benign
         self.monthly = np.zeros(n, dtype=bool)
         if self.renewal.any():
             self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
@@ -1128,6 +1154,16 @@ def _holds_text(col: list[Any]) -> bool:
     return types <= _TEXT_TYPES and (float not in types or all(v != v for v in col if type(v) is float))
 
 
+def _float_block(X: pd.DataFrame, columns: list[Any]) -> np.ndarray:
+    """`X[columns]` as one float array; through the frame's float columns (one block in the
+    API's frames), which is faster than selecting the columns by name."""
+    floats = X.select_dtypes("float")
+    at = floats.columns.get_indexer(columns)
+    if floats.columns.is_unique and (at >= 0).all():
+        return floats.to_numpy(dtype=float)[:, at]
+    return X[columns].to_numpy(dtype=float)  # type: ignore[no-any-return]
+
+
 def _fmt_float(v: float) -> str:
     """`_fmt` of a float (inlined: the common case of a batch)."""
     if v != v:
@@ -1221,19 +1257,17 @@ def reason_table(
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
     float_keys = frozenset(str(c) for c, t in zip(X.columns, X.dtypes, strict=True) if t.kind == "f")
-    typical = [None if reference is None else _num(reference.get(f)) for f in names]
-    plans = [_plan_column(f, key_tuple, float_keys, language, t) for f, t in zip(names, typical, strict=True)]
-    static = [_static_fields(f, language) for f in names]
-    families = list(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
-    fam_id = {f: i for i, f in enumerate(families)}
-    static_fam = np.array([fam_id[s[0]] for s in static], dtype=np.int64)
-    # the plan decides a renewal reason's family: read it before skipping a seen family
-    plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
-    benign = [benign_readings(f) for f in names]
+    typical = tuple(None if reference is None else _num(reference.get(f)) for f in names)
+    facts = _feature_facts(tuple(names), key_tuple, float_keys, language, typical)
+    plans = list(facts.plans)
     for jj, plan in enumerate(plans):
         if plan is not None and plan.kind == "text" and not _holds_text(cols[names[jj]]):
             plans[jj] = None  # other objects (numbers, flags) are rendered one by one
-    readings = _Readings(X, cols, names, plans, fam_id)
+    if plans != list(facts.plans):
+        facts = _Facts(tuple(names), tuple(plans), language)
+    families, benign = facts.families, facts.benign_of
+    fam_id = {f: i for i, f in enumerate(families)}
+    readings = _Readings(X, cols, names, facts, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     positive = (contrib > 0).sum(axis=1)
     seen = np.zeros((n, len(families)), dtype=bool)

@@ -187,6 +187,7 @@ def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest
 
     monkeypatch.setattr(reasons, "benign_readings", lambda feature: frozenset())
     reasons._plan_column.cache_clear()
+    reasons._feature_facts.cache_clear()
     try:
         X = _random_frame(300, 7)
         names = list(X.columns)
@@ -197,3 +198,4 @@ def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest
         assert any(r.family == "renewal_annual" and r.feature == "billing_annual" for rs in batch for r in rs)
     finally:
         reasons._plan_column.cache_clear()
+        reasons._feature_facts.cache_clear()
