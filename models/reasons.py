@@ -938,9 +938,31 @@ class _Facts:
         self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
         self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
         self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
+        # the sentence patterns of the generic, value and renewal plans, by pattern code (see
+        # `_Readings.table_texts`): feature j's pattern for code c is `patterns[table[j] + c]`
+        patterns: list[str | None] = []
+        table = []
+        for p in plans:
+            table.append(len(patterns) if p is not None and p.kind in _TABLE_KINDS else -1)
+            if table[-1] >= 0:
+                patterns += [_pattern(p, r, bool(h)) for r in _READINGS for h in (0, 1)]
+        self.patterns, self.table = tuple(patterns), np.array(table, dtype=np.int64)
         for array in vars(self).values():
             if isinstance(array, np.ndarray):
                 array.flags.writeable = False
+
+
+_TABLE_KINDS = frozenset({"generic", "value", "renewal"})
+
+
+def _pattern(p: _ColumnPlan, reading: str, flag: bool) -> str | None:
+    """The pattern of plan `p` for a reading; `flag`: a renewal's monthly plan, or that a
+    generic value has its companion (else it is compared with the typical account)."""
+    if p.kind == "renewal":
+        return p.texts[f"{'missing' if reading == 'missing' else 'due'}_{flag}"]
+    if p.kind == "generic" and reading in ("down", "up", "flat"):
+        return p.texts.get(f"{p.ref_case if flag else 'typical'}_{reading}")
+    return p.texts.get(reading)
 
 
 @lru_cache(maxsize=16)
@@ -962,7 +984,7 @@ class _Readings:
     def __init__(self, X: pd.DataFrame, cols: _Columns, names: list[str], facts: _Facts, fam_id: dict[str, int]) -> None:
         n = len(X)
         self.cols, self.names, self.at = cols, names, facts.at
-        self.memo: dict[tuple[str, Any, float | None], str] = {}  # see `texts`
+        self.memo: dict[tuple[Any, ...], str] = {}  # see `texts`
         block = np.empty((n, len(facts.at) + 1))
         if facts.floats:
             block[:, : len(facts.floats)] = _float_block(X, [cols.names[name] for name in facts.floats])
@@ -974,6 +996,7 @@ class _Readings:
         self.generic, self.renewal, self.pace = facts.generic, facts.renewal, facts.pace
         self.num, self.den, self.typical, self.rule = facts.num, facts.den, facts.typical, facts.rule
         self.family, self.benign = facts.family, facts.benign
+        self.table, self.patterns = facts.table, facts.patterns
         self.monthly = np.zeros(n, dtype=bool)
         if self.renewal.any():
             self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
@@ -1034,6 +1057,36 @@ class _Readings:
     def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
         """The values of features `j` (with plans) at `rows`."""
         return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
+
+    def table_texts(
+        self, rows: np.ndarray, j: np.ndarray, reading: np.ndarray, has: np.ndarray, ref: np.ndarray
+    ) -> list[str]:
+        """The sentences of pairs (rows, j) whose plans are in `_TABLE_KINDS`, all at once.
+
+        A sentence is a function of its pattern, the value and the reference shown, so each
+        distinct (pattern, value, reference) is formatted once per batch (`memo`; -0.0 and
+        0.0 share an entry: they print alike, and a NaN never matches, so is formatted anew).
+        """
+        x = self.block[rows, self.col[j]].tolist()
+        code = 2 * reading + np.where(self.renewal[j], self.monthly[rows], has)
+        compared = self.generic[j] & (reading > _VALUE)
+        keys = list(zip((self.table[j] + code).tolist(), x, np.where(compared, ref, 0.0).tolist(), strict=True))
+        memo, patterns, shows_ref = self.memo, self.patterns, compared.tolist()
+        out = list(map(memo.get, keys))
+        for t in [t for t, text in enumerate(out) if text is None]:
+            key = keys[t]
+            text = memo.get(key)  # a value seen earlier in this batch
+            if text is None:
+                at, v, rf = key
+                shown = _fmt_float(v)
+                text = memo[key] = patterns[at].format(  # type: ignore[union-attr]
+                    value=shown,
+                    n=shown,
+                    s="" if v == 1 else "s",
+                    ref=_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)) if shows_ref[t] else "",
+                )
+            out[t] = text
+        return out  # type: ignore[return-value]
 
     def texts(
         self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
@@ -1318,9 +1371,13 @@ def reason_table(
         return ReasonTable.empty(n)
     rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
     texts: list[str | None] = [None] * len(rows)
-    by_feature = np.argsort(j, kind="stable")
+    tabled = readings.table[j] >= 0
+    at = np.flatnonzero(tabled)
+    for t, text in zip(at.tolist(), readings.table_texts(rows[at], j[at], reading[at], has[at], ref[at]), strict=True):
+        texts[t] = text
+    by_feature = np.flatnonzero(~tabled)[np.argsort(j[~tabled], kind="stable")]
     bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
-    for group in np.split(by_feature, bounds):
+    for group in np.split(by_feature, bounds) if by_feature.size else []:
         jj = int(j[group[0]])
         plan = plans[jj]
         if plan is None:
