@@ -1054,10 +1054,6 @@ class _Readings:
             _VALUE,
         )  # fmt: skip
 
-    def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
-        """The values of features `j` (with plans) at `rows`."""
-        return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
-
     def table_texts(
         self, rows: np.ndarray, j: np.ndarray, reading: np.ndarray, has: np.ndarray, ref: np.ndarray
     ) -> list[str]:
@@ -1370,46 +1366,43 @@ def reason_table(
     if not chosen:
         return ReasonTable.empty(n)
     rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
-    texts: list[str | None] = [None] * len(rows)
-    tabled = readings.table[j] >= 0
-    at = np.flatnonzero(tabled)
-    for t, text in zip(at.tolist(), readings.table_texts(rows[at], j[at], reading[at], has[at], ref[at]), strict=True):
-        texts[t] = text
-    by_feature = np.flatnonzero(~tabled)[np.argsort(j[~tabled], kind="stable")]
-    bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
-    for group in np.split(by_feature, bounds) if by_feature.size else []:
-        jj = int(j[group[0]])
-        plan = plans[jj]
-        if plan is None:
-            got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
-        elif plan.kind == "rendered":
-            got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
-        else:
-            got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
-        for t, text in zip(group.tolist(), got, strict=True):
-            texts[t] = text
-    family_names = list(fam_id)
-    books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
     by_row = np.lexsort((rank, rows))
-    rows, j, fam = rows[by_row], j[by_row], fam[by_row]
-    planned = readings.numeric[j]
-    values: list[Any] = [None] * len(rows)
-    for t, v in zip(
-        np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True
-    ):
-        values[t] = None if v != v else v
-    for t in np.flatnonzero(~planned).tolist():
+    rows, j, fam, reading, has, ref = (a[by_row] for a in (rows, j, fam, reading, has, ref))
+    tabled = readings.table[j] >= 0
+    if tabled.all():
+        texts = readings.table_texts(rows, j, reading, has, ref)
+    else:
+        texts = [""] * len(rows)
+        at = np.flatnonzero(tabled)
+        for t, text in zip(at.tolist(), readings.table_texts(*(a[at] for a in (rows, j, reading, has, ref))), strict=True):
+            texts[t] = text
+        by_feature = np.flatnonzero(~tabled)[np.argsort(j[~tabled], kind="stable")]
+        for group in np.split(by_feature, np.flatnonzero(np.diff(j[by_feature])) + 1):
+            jj = int(j[group[0]])
+            plan = plans[jj]
+            if plan is None:
+                got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
+            elif plan.kind == "rendered":
+                got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
+            else:
+                got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
+            for t, text in zip(group.tolist(), got, strict=True):
+                texts[t] = text
+    values: list[Any] = [None if v != v else v for v in readings.block[rows, readings.col[j]].tolist()]
+    for t in np.flatnonzero(~readings.numeric[j]).tolist():  # text columns, or rendered one by one
         values[t] = _num(cols[names[j[t]]][rows[t]])
-    chosen_family = [family_names[f] for f in fam.tolist()]
+    family_names = list(fam_id)
+    books = [playbook_for(f) for f in family_names]
+    fams = fam.tolist()
     return ReasonTable(
         offsets=np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
-        feature=[names[f] for f in j.tolist()],
-        family=chosen_family,
+        feature=list(map(names.__getitem__, j.tolist())),
+        family=list(map(family_names.__getitem__, fams)),
         value=values,
         shap=contrib[rows, j].tolist(),
-        text=[texts[t] for t in by_row.tolist()],  # type: ignore[misc]
-        playbook_id=[books[f][0] for f in chosen_family],
-        action=[books[f][1] for f in chosen_family],
+        text=texts,
+        playbook_id=[books[f][0] for f in fams],
+        action=[books[f][1] for f in fams],
     )
 
 
