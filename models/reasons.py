@@ -1079,7 +1079,7 @@ class _Readings:
                     value=shown,
                     n=shown,
                     s="" if v == 1 else "s",
-                    ref=_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)) if shows_ref[t] else "",
+                    ref=_fmt_ref(rf) if shows_ref[t] else "",
                 )
             out[t] = text
         return out  # type: ignore[return-value]
@@ -1213,6 +1213,11 @@ def _float_block(X: pd.DataFrame, columns: list[Any]) -> np.ndarray:
     return X[columns].to_numpy(dtype=float)  # type: ignore[no-any-return]
 
 
+def _fmt_ref(v: float) -> str:
+    """`_fmt` of a reference as `_compare` rounds it: to 0.1 below 100, else to a whole number."""
+    return _fmt_float(round(v, 1)) if abs(v) < 100 else f"{round(v):,}"
+
+
 def _fmt_float(v: float) -> str:
     """`_fmt` of a float (inlined: the common case of a batch)."""
     if v != v:
@@ -1323,18 +1328,18 @@ def reason_table(
     count = np.zeros(n, dtype=np.int64)
     chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
     one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
-    work = np.fmax(contrib, 0.0)  # the positive contributions not yet ranked (NaN -> 0)
     rows = np.flatnonzero(positive > 0) if top_n > 0 else np.zeros(0, dtype=np.int64)
+    work = contrib[rows]  # the rows' positive contributions not yet ranked (NaN -> 0)
+    np.fmax(work, 0.0, out=work)
     start, width = 0, top_n + 2
     while rows.size:  # a block of ranks [start, stop) of the rows still short of top_n reasons
         stop = min(n_feat, start + width)
         m, w = rows.size, stop - start
-        sub, at = work[rows], np.arange(m)
+        at = np.arange(m)
         cand = np.empty((m, w), dtype=np.int64)
         for p in range(w):  # argmax: the largest left, the first feature among equals
-            cand[:, p] = top = sub.argmax(axis=1)
-            sub[at, top] = 0.0
-        work[rows] = sub
+            cand[:, p] = top = work.argmax(axis=1)
+            work[at, top] = 0.0
         live = np.flatnonzero((positive[rows][:, None] > np.arange(start, stop)).ravel())
         pr, pj = np.repeat(rows, w)[live], cand.ravel()[live]
         planned = readings.known[pj]
@@ -1361,7 +1366,8 @@ def reason_table(
             seen[i, f] = True
             have[t] += 1
         count[rows] = have
-        rows = rows[(have < top_n) & (positive[rows] > stop)]
+        more = (have < top_n) & (positive[rows] > stop)
+        rows, work = rows[more], work[more]
         start, width = stop, 2 * width
     if not chosen:
         return ReasonTable.empty(n)
