@@ -544,7 +544,7 @@ class _Columns(dict[str, list[Any]]):
     def __init__(self, X: pd.DataFrame) -> None:
         super().__init__()
         self.frame = X
-        self.names = {str(c): c for c in X.columns}
+        self.names = {str(c): c for c in X.columns.tolist()}
 
     def __missing__(self, key: str) -> list[Any]:
         values = self.frame[self.names[key]].to_numpy()
@@ -910,18 +910,18 @@ class _Facts:
     """The per-feature facts of a set of column plans, as arrays over the features: built once
     per (features, frame columns, language, reference) (`_feature_facts`), read-only."""
 
-    def __init__(self, names: tuple[str, ...], plans: tuple[_ColumnPlan | None, ...], language: str) -> None:
+    def __init__(
+        self, names: tuple[str, ...], floats: tuple[str, ...], plans: tuple[_ColumnPlan | None, ...], language: str
+    ) -> None:
         self.plans = plans
         static = [_static_fields(f, language) for f in names]
         self.families = tuple(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
         fam_id = {f: i for i, f in enumerate(self.families)}
         self.benign_of = tuple(benign_readings(f) for f in names)
-        used = [names[j] for j, p in enumerate(plans) if p is not None and p.kind != "text"]
-        used += [p.other for p in plans if p is not None and p.other]
-        used += [c for p in plans if p is not None for cols in p.reads for c in cols]
-        self.floats = tuple(dict.fromkeys(used))  # the float columns the plans read, in block order
+        # the block (`_Readings`): the frame's float columns as they are (plans read no others),
+        # then the text columns with plans, then a column of NaN
         self.text = tuple(names[j] for j, p in enumerate(plans) if p is not None and p.kind == "text")
-        at = {name: i for i, name in enumerate(self.floats + self.text)}
+        at = {name: i for i, name in enumerate(floats + self.text)}
         self.at = at
         none = len(at)  # the block's last column: all NaN (the companion of a feature that has none)
         self.known = np.array([p is not None for p in plans], dtype=bool)
@@ -967,11 +967,13 @@ def _pattern(p: _ColumnPlan, reading: str, flag: bool) -> str | None:
 
 @lru_cache(maxsize=16)
 def _feature_facts(
-    names: tuple[str, ...], keys: tuple[str, ...], float_keys: frozenset[str], language: str,
+    names: tuple[str, ...], keys: tuple[str, ...], floats: tuple[str, ...], language: str,
     typical: tuple[float | None, ...],
 ) -> _Facts:  # fmt: skip
+    """The plans and facts of `names` for a frame with columns `keys`, of which `floats` are floats."""
+    float_keys = frozenset(floats)
     plans = tuple(_plan_column(f, keys, float_keys, language, t) for f, t in zip(names, typical, strict=True))
-    return _Facts(names, plans, language)
+    return _Facts(names, floats, plans, language)
 
 
 class _Readings:
@@ -981,13 +983,15 @@ class _Readings:
     the columns the plans read; a block of ranks of candidates is read for all its rows at once.
     """
 
-    def __init__(self, X: pd.DataFrame, cols: _Columns, names: list[str], facts: _Facts, fam_id: dict[str, int]) -> None:
+    def __init__(
+        self, X: pd.DataFrame, floats: pd.DataFrame, cols: _Columns, names: list[str], facts: _Facts,
+        fam_id: dict[str, int],
+    ) -> None:  # fmt: skip
         n = len(X)
         self.cols, self.names, self.at = cols, names, facts.at
         self.memo: dict[tuple[Any, ...], str] = {}  # see `texts`
         block = np.empty((n, len(facts.at) + 1))
-        if facts.floats:
-            block[:, : len(facts.floats)] = _float_block(X, [cols.names[name] for name in facts.floats])
+        block[:, : floats.shape[1]] = floats.to_numpy(dtype=float)
         for name in facts.text:  # a text column as 1 (a value) or NaN (missing): its reading
             block[:, facts.at[name]] = [1.0 if isinstance(v, str) else np.nan for v in cols[name]]
         block[:, -1] = np.nan
@@ -1203,16 +1207,6 @@ def _holds_text(col: list[Any]) -> bool:
     return types <= _TEXT_TYPES and (float not in types or all(v != v for v in col if type(v) is float))
 
 
-def _float_block(X: pd.DataFrame, columns: list[Any]) -> np.ndarray:
-    """`X[columns]` as one float array; through the frame's float columns (one block in the
-    API's frames), which is faster than selecting the columns by name."""
-    floats = X.select_dtypes("float")
-    at = floats.columns.get_indexer(columns)
-    if floats.columns.is_unique and (at >= 0).all():
-        return floats.to_numpy(dtype=float)[:, at]
-    return X[columns].to_numpy(dtype=float)  # type: ignore[no-any-return]
-
-
 def _fmt_ref(v: float) -> str:
     """`_fmt` of a reference as `_compare` rounds it: to 0.1 below 100, else to a whole number."""
     return _fmt_float(round(v, 1)) if abs(v) < 100 else f"{round(v):,}"
@@ -1310,18 +1304,19 @@ def reason_table(
     n = contrib.shape[0]
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
-    float_keys = frozenset(str(c) for c, t in zip(X.columns, X.dtypes, strict=True) if t.kind == "f")
+    floats = X.select_dtypes("float")  # the float columns: one block in the API's frames
+    float_names = tuple(map(str, floats.columns.tolist()))
     typical = tuple(None if reference is None else _num(reference.get(f)) for f in names)
-    facts = _feature_facts(tuple(names), key_tuple, float_keys, language, typical)
+    facts = _feature_facts(tuple(names), key_tuple, float_names, language, typical)
     plans = list(facts.plans)
     for jj, plan in enumerate(plans):
         if plan is not None and plan.kind == "text" and not _holds_text(cols[names[jj]]):
             plans[jj] = None  # other objects (numbers, flags) are rendered one by one
     if plans != list(facts.plans):
-        facts = _Facts(tuple(names), tuple(plans), language)
+        facts = _Facts(tuple(names), float_names, tuple(plans), language)
     families, benign = facts.families, facts.benign_of
     fam_id = {f: i for i, f in enumerate(families)}
-    readings = _Readings(X, cols, names, facts, fam_id)
+    readings = _Readings(X, floats, cols, names, facts, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
     positive = (contrib > 0).sum(axis=1)
     seen = np.zeros((n, len(families)), dtype=bool)
