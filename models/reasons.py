@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -945,7 +946,7 @@ class _Facts:
         for p in plans:
             table.append(len(patterns) if p is not None and p.kind in _TABLE_KINDS else -1)
             if table[-1] >= 0:
-                patterns += [_pattern(p, r, bool(h)) for r in _READINGS for h in (0, 1)]
+                patterns += [_positional(_pattern(p, r, bool(h))) for r in _READINGS for h in (0, 1)]
         self.patterns, self.table = tuple(patterns), np.array(table, dtype=np.int64)
         for array in vars(self).values():
             if isinstance(array, np.ndarray):
@@ -963,6 +964,21 @@ def _pattern(p: _ColumnPlan, reading: str, flag: bool) -> str | None:
     if p.kind == "generic" and reading in ("down", "up", "flat"):
         return p.texts.get(f"{p.ref_case if flag else 'typical'}_{reading}")
     return p.texts.get(reading)
+
+
+_POSITIONS = {"value": "0", "n": "0", "s": "1", "ref": "2"}
+
+
+def _positional(pattern: str | None) -> str | None:
+    """A compiled pattern with positional slots: format(value, s, ref) (no keyword dict per call)."""
+    if pattern is None:
+        return None
+    out = []
+    for literal, field, _, _ in string.Formatter().parse(pattern):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is not None:
+            out.append("{" + _POSITIONS[field] + "}")
+    return "".join(out)
 
 
 @lru_cache(maxsize=16)
@@ -1078,12 +1094,8 @@ class _Readings:
             text = memo.get(key)  # a value seen earlier in this batch
             if text is None:
                 at, v, rf = key
-                shown = _fmt_float(v)
                 text = memo[key] = patterns[at].format(  # type: ignore[union-attr]
-                    value=shown,
-                    n=shown,
-                    s="" if v == 1 else "s",
-                    ref=_fmt_ref(rf) if shows_ref[t] else "",
+                    _fmt_float(v), "" if v == 1 else "s", _fmt_ref(rf) if shows_ref[t] else ""
                 )
             out[t] = text
         return out  # type: ignore[return-value]
