@@ -706,10 +706,15 @@ def _slot_fields(fixed: tuple[tuple[str, str], ...], *slots: str) -> _Default:
 class _ColumnPlan:
     """How one feature's reasons are rendered for a whole column (see `_plan_column`).
 
-    kind: `generic` (a number compared with its reference), `value` (the value shown as is)
-    or `renewal` (days to renewal, family by the row's plan). `texts` maps a case to its
-    compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`, or ''
-    when there is none) and `scale_*` describe the comparison with it, `typical` the fallback.
+    kind: `generic` (a number compared with its reference), `value` (the value shown as is),
+    `renewal` (days to renewal, family by the row's plan), `text` (a text column's value as
+    is; only for a batch whose values are all strings or missing), `computed` (fields such as
+    a percentage or the change from companion columns computed per row: `template`, and
+    `reads`, the companions) or `rendered` (a computed template whose companion is not a
+    float column: its reading from the plan, its sentence one by one). `texts` maps a case to
+    its compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`,
+    or '' when there is none) and `scale_*` describe the comparison with it, `typical` the
+    fallback.
     """
 
     kind: str
@@ -737,7 +742,10 @@ def _plan_column(
     if feature not in float_keys:  # a text column: its values shown as they are (see `_holds_text`)
         if template != "generic":
             return None
-        texts = {v: _compile(_text_for(lang, template, v, v == "missing"), _slot_fields(fixed)) for v in ("value", "missing")}
+        texts = {
+            v: _compile(_text_for(lang, template, v, v == "missing"), _slot_fields(fixed))
+            for v in ("value", "missing")
+        }
         return _ColumnPlan("text", family, benign, texts)
     if template == "generic":
         base, other, kind, is_level = _companions(feature, keys)
@@ -858,7 +866,15 @@ def _computed_plan(
     texts["_share"] = _compile(lang["templates"]["slope_per_day"]["share"], share)
     total = reads[0][0] if reads[0] else ""  # the reading compares the slope with it
     return _ColumnPlan(
-        "computed", family, benign, texts, other=total, scale_den=float(w), rule=rule, template=template, reads=reads
+        "computed",
+        family,
+        benign,
+        texts,
+        other=total,
+        scale_den=float(w),
+        rule=rule,
+        template=template,
+        reads=reads,
     )
 
 
@@ -868,19 +884,15 @@ _READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promot
 _READINGS += ("monthly", "annual", "other")
 _MONTHLY, _ANNUAL, _OTHER = (_READINGS.index(r) for r in ("monthly", "annual", "other"))
 _MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
-# templates whose reading is a function of the value alone (their sentence is rendered one by
-# one, for the chosen reasons only): template -> rule of `_Readings.read`
+# templates whose reading is a function of the value alone (slope_per_day: and of the total
+# behind it): template -> rule of `_Readings.read`. Those in `_COMPUTED_TEMPLATES` get
+# sentences with fields computed per row, the others patterns with the fixed fields only.
 _READ_RULES = {
     "contact_departed": 1, "contacts_present": 1, "cancellation": 1, "nps_detractor": 1,
     "nps_promoter": 1, "survey_nonresponse": 1, "tickets_open": 1, "theme": 2, "open_age": 3,
     "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
     "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10, "slope_per_day": 14,
 }  # fmt: skip
-# ... of which those whose sentence takes only the value and the feature's fixed fields
-_STATIC_TEMPLATES = frozenset(
-    {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
-    | {"survey_nonresponse", "theme", "comment_sentiment", "nps_latest"}
-)
 
 
 def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:
@@ -912,7 +924,11 @@ class _Facts:
     per (features, frame columns, language, reference) (`_feature_facts`), read-only."""
 
     def __init__(
-        self, names: tuple[str, ...], floats: tuple[str, ...], plans: tuple[_ColumnPlan | None, ...], language: str
+        self,
+        names: tuple[str, ...],
+        floats: tuple[str, ...],
+        plans: tuple[_ColumnPlan | None, ...],
+        language: str,
     ) -> None:
         self.plans = plans
         static = [_static_fields(f, language) for f in names]
@@ -946,7 +962,7 @@ class _Facts:
         for p in plans:
             table.append(len(patterns) if p is not None and p.kind in _TABLE_KINDS else -1)
             if table[-1] >= 0:
-                patterns += [_positional(_pattern(p, r, bool(h))) for r in _READINGS for h in (0, 1)]
+                patterns += [_positional(_pattern(p, r, bool(h))) for r in _READINGS for h in (0, 1)]  # type: ignore[arg-type]
         self.patterns, self.table = tuple(patterns), np.array(table, dtype=np.int64)
         for array in vars(self).values():
             if isinstance(array, np.ndarray):
@@ -1086,7 +1102,9 @@ class _Readings:
         x = self.block[rows, self.col[j]].tolist()
         code = 2 * reading + np.where(self.renewal[j], self.monthly[rows], has)
         compared = self.generic[j] & (reading > _VALUE)
-        keys = list(zip((self.table[j] + code).tolist(), x, np.where(compared, ref, 0.0).tolist(), strict=True))
+        keys = list(
+            zip((self.table[j] + code).tolist(), x, np.where(compared, ref, 0.0).tolist(), strict=True)
+        )
         memo, patterns, shows_ref = self.memo, self.patterns, compared.tolist()
         out = list(map(memo.get, keys))
         for t in [t for t, text in enumerate(out) if text is None]:
@@ -1100,59 +1118,19 @@ class _Readings:
             out[t] = text
         return out  # type: ignore[return-value]
 
-    def texts(
-        self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
-    ) -> list[str]:
-        """The sentences of feature `j` for `rows`, given their readings (`read`).
-
-        A sentence is a function of its pattern, the value and the reference shown, so each
-        distinct (pattern, value, reference) is formatted once per batch (`memo`; -0.0 and
-        0.0 share an entry: they print alike, and a NaN never matches, so is formatted anew).
-        """
-        xs = self.block[rows, self.col[j]].tolist()
-        reading = reading_.tolist()
-        t = p.texts
+    def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray, reading: np.ndarray) -> list[str]:
+        """The sentences of feature `j` (a `computed` or `text` plan) for `rows`, given their readings."""
         if p.kind == "computed":
-            return self._computed_texts(p, rows, xs, reading)
-        if p.kind == "text":
-            col = self.cols[self.names[j]]
-            xs = [v if isinstance(v, str) else "?" for v in map(col.__getitem__, rows.tolist())]
-            return [t[_READINGS[r]].format(value=v, n=v, s="s") for r, v in zip(reading, xs, strict=True)]
-        refs: Any
-        if p.kind == "value":
-            pats = [t[_READINGS[r]] for r in reading]
-            refs = itertools.repeat(None)
-        elif p.kind == "renewal":
-            monthly = self.monthly[rows].tolist()
-            pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
-            refs = itertools.repeat(None)
-        else:
-            pats, refs = [], []
-            case = f"{p.ref_case}_"
-            for r, h, rf in zip(reading, has.tolist(), ref.tolist(), strict=True):
-                if r <= _VALUE:
-                    pats.append(t[_READINGS[r]])
-                    refs.append(None)
-                else:
-                    pats.append(t[(case if h else "typical_") + _READINGS[r]])
-                    refs.append(rf)
-        memo = self.memo
-        out = []
-        for pat, x, rf in zip(pats, xs, refs):
-            key = (pat, x, rf)
-            text = memo.get(key)
-            if text is None:
-                shown = _fmt_float(x)
-                text = memo[key] = pat.format(
-                    value=shown,
-                    n=shown,
-                    s="" if x == 1 else "s",
-                    ref="" if rf is None else _fmt(round(rf, 1) if abs(rf) < 100 else round(rf)),
-                )
-            out.append(text)
-        return out
+            return self._computed_texts(p, rows, self.block[rows, self.col[j]].tolist(), reading.tolist())
+        col, t = self.cols[self.names[j]], p.texts
+        shown = [v if isinstance(v, str) else "?" for v in map(col.__getitem__, rows.tolist())]
+        return [
+            t[_READINGS[r]].format(value=v, n=v, s="s") for r, v in zip(reading.tolist(), shown, strict=True)
+        ]
 
-    def _computed_texts(self, p: _ColumnPlan, rows: np.ndarray, xs: list[float], reading: list[int]) -> list[str]:
+    def _computed_texts(
+        self, p: _ColumnPlan, rows: np.ndarray, xs: list[float], reading: list[int]
+    ) -> list[str]:
         """The sentences of a `computed` plan: `_variant`'s fields from the value and companions."""
         found = []
         for cols in p.reads:  # `_first`: the first of the columns that has a value
@@ -1183,7 +1161,9 @@ class _Readings:
                     fields["amount"] = _fmt(round(ax, 2) if ax < 10 else round(ax))
                     if avg:
                         fields["avg"] = _fmt(round(avg, 1) if avg < 100 else round(avg))
-                        fields["pct"] = _fmt(round(ax / avg * 100, 1) if ax < avg / 10 else round(ax / avg * 100))
+                        fields["pct"] = _fmt(
+                            round(ax / avg * 100, 1) if ax < avg / 10 else round(ax / avg * 100)
+                        )
                         fields["share"] = t["_share"].format_map(fields)
             else:
                 prev: float | int | None = found[0][i] if found[0] else math.nan
@@ -1231,16 +1211,6 @@ def _fmt_float(v: float) -> str:
     if abs(v - round(v)) < 1e-9 or abs(v) >= 100:
         return f"{round(v):,}"
     return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
-
-
-def _order(contrib: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k largest contributions' feature indices, largest first (ties: feature order)."""
-    if k >= contrib.shape[1]:
-        return np.argsort(-contrib, axis=1, kind="stable")
-    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-    part.sort(axis=1)  # column order first, so equal contributions keep feature order
-    vals = np.take_along_axis(contrib, part, axis=1)
-    return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
 
 
 @dataclass(frozen=True)
@@ -1302,12 +1272,15 @@ def reason_table(
     "on an annual plan"), the next contributor takes its place, so a row may get fewer
     than `top_n` reasons.
 
-    Rendered column-wise: each rank of candidates is taken for all rows at once, with the
-    readings (family, benign or not) of numeric generic, plain-value and renewal features
-    computed as arrays (`_ColumnPlan`), and only the chosen reasons' sentences formatted,
-    feature by feature from patterns compiled once. Other templates are rendered one by
-    one (`_BatchRenderer`: each distinct (feature, values read) once per batch). The
-    sentences equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
+    Rendered column-wise: candidates are ranked by blocks of ranks (an argmax per rank over
+    the rows still short of `top_n`), each block's readings (family, benign or not) computed
+    as arrays from the features' column plans (`_ColumnPlan`, `_Facts`), then the rank-by-rank
+    choice made for all rows at once; only the chosen reasons get sentences: patterns
+    compiled once, each distinct (pattern, value, reference) formatted once per batch, the
+    computed fields (percentages, changes, ages) per chosen reason. Features without a plan
+    (a companion or text column holding other objects) are rendered one by one
+    (`_BatchRenderer`: each distinct (feature, values read) once per batch). The sentences
+    equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
@@ -1360,18 +1333,20 @@ def reason_table(
                 seen = np.pad(seen, ((0, 0), (0, 1)))
             fam[t], skip[t] = fam_id[family], read_as in benign[jj]
             one_by_one[(i, jj)] = text
-        ok_, fam_, reading_, has_, ref_ = (np.zeros(m * w, dtype=a.dtype) for a in (skip, fam, reading, has, ref))
+        ok_, fam_, reading_, has_, ref_ = (
+            np.zeros(m * w, dtype=a.dtype) for a in (skip, fam, reading, has, ref)
+        )
         ok_[live], fam_[live], reading_[live], has_[live], ref_[live] = ~skip, fam, reading, has, ref
         ok_, fam_, reading_, has_, ref_ = (a.reshape(m, w) for a in (ok_, fam_, reading_, has_, ref_))
         have = count[rows]
         for p in range(w):  # rank by rank: a family is shown once per row
-            t = np.flatnonzero(ok_[:, p] & (have < top_n))
-            i, f = rows[t], fam_[t, p]
-            new = ~seen[i, f]
-            t, i, f = t[new], i[new], f[new]
-            chosen.append((i, have[t], cand[t, p], f, reading_[t, p], has_[t, p], ref_[t, p]))
-            seen[i, f] = True
-            have[t] += 1
+            q = np.flatnonzero(ok_[:, p] & (have < top_n))
+            at_row, f = rows[q], fam_[q, p]
+            new = ~seen[at_row, f]
+            q, at_row, f = q[new], at_row[new], f[new]
+            chosen.append((at_row, have[q], cand[q, p], f, reading_[q, p], has_[q, p], ref_[q, p]))
+            seen[at_row, f] = True
+            have[q] += 1
         count[rows] = have
         more = (have < top_n) & (positive[rows] > stop)
         rows, work = rows[more], work[more]
@@ -1387,7 +1362,9 @@ def reason_table(
     else:
         texts = [""] * len(rows)
         at = np.flatnonzero(tabled)
-        for t, text in zip(at.tolist(), readings.table_texts(*(a[at] for a in (rows, j, reading, has, ref))), strict=True):
+        for t, text in zip(
+            at.tolist(), readings.table_texts(*(a[at] for a in (rows, j, reading, has, ref))), strict=True
+        ):
             texts[t] = text
         by_feature = np.flatnonzero(~tabled)[np.argsort(j[~tabled], kind="stable")]
         for group in np.split(by_feature, np.flatnonzero(np.diff(j[by_feature])) + 1):
@@ -1398,7 +1375,7 @@ def reason_table(
             elif plan.kind == "rendered":
                 got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
             else:
-                got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
+                got = readings.texts(jj, plan, rows[group], reading[group])
             for t, text in zip(group.tolist(), got, strict=True):
                 texts[t] = text
     values: list[Any] = [None if v != v else v for v in readings.block[rows, readings.col[j]].tolist()]

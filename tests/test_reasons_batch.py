@@ -188,7 +188,12 @@ def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int, text_dtype: An
     reference["events_7d"] = 0.0
     reference.pop("mystery_score")
     reference["login_rate_30d"] = float("nan")
-    for language, top_n, ref in (("en", 3, reference), ("ja", 5, reference), ("en", 12, None), ("ja", 8, None)):
+    for language, top_n, ref in (
+        ("en", 3, reference),
+        ("ja", 5, reference),
+        ("en", 12, None),
+        ("ja", 8, None),
+    ):
         batch = reasons_from_contributions(X, names, contrib, top_n, language, ref)
         got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
         assert got == _row_by_row(X, names, contrib, top_n, language, ref)
@@ -199,7 +204,14 @@ def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int, text_dtype: An
                 v = X.at[i, r.feature]
                 assert r.value == (None if isinstance(v, str) or pd.isna(v) else float(v))
     kinds = {reasons._static_fields(f, "en")[1] for f in names}  # every template kind is in play
-    assert {"ratio_vs_prev", "change_ratio", "trend_pct", "slope_rel", "slope_per_day", "tickets_open"} <= kinds
+    assert {
+        "ratio_vs_prev",
+        "change_ratio",
+        "trend_pct",
+        "slope_rel",
+        "slope_per_day",
+        "tickets_open",
+    } <= kinds
     assert {"open_age", "seat_utilisation", "nps_change", "billing", "days_to_renewal"} <= kinds
 
 
