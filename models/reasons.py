@@ -1200,8 +1200,17 @@ def _holds_text(col: list[Any]) -> bool:
 
 
 def _fmt_ref(v: float) -> str:
-    """`_fmt` of a reference as `_compare` rounds it: to 0.1 below 100, else to a whole number."""
-    return _fmt_float(round(v, 1)) if abs(v) < 100 else f"{round(v):,}"
+    """`_fmt` of a reference as `_compare` rounds it: to 0.1 below 100, else to a whole number.
+
+    Below 100 from the one-decimal string, which has the digits of `round(v, 1)` (both round
+    the exact value half to even): a whole number without its '.0', below 1 with two decimals.
+    """
+    if abs(v) >= 100:
+        return f"{round(v):,}"
+    one = f"{v:.1f}"
+    if one.endswith(".0"):
+        return f"{int(one[:-2]):,}"
+    return one + "0" if one.startswith(("0.", "-0.")) else one
 
 
 def _fmt_float(v: float) -> str:
@@ -1303,14 +1312,14 @@ def reason_table(
     fam_id = {f: i for i, f in enumerate(families)}
     readings = _Readings(X, floats, cols, names, facts, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
-    positive = (contrib > 0).sum(axis=1)
+    positive = np.count_nonzero(contrib > 0, axis=1)
     seen = np.zeros((n, len(families)), dtype=bool)
     count = np.zeros(n, dtype=np.int64)
     chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
     one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
     rows = np.flatnonzero(positive > 0) if top_n > 0 else np.zeros(0, dtype=np.int64)
-    work = contrib[rows]  # the rows' positive contributions not yet ranked (NaN -> 0)
-    np.fmax(work, 0.0, out=work)
+    # the rows' positive contributions not yet ranked (NaN -> 0)
+    work = np.fmax(contrib if rows.size == n else contrib[rows], 0.0)
     start, width = 0, top_n + 2
     while rows.size:  # a block of ranks [start, stop) of the rows still short of top_n reasons
         stop = min(n_feat, start + width)
@@ -1339,7 +1348,7 @@ def reason_table(
         ok_[live], fam_[live], reading_[live], has_[live], ref_[live] = ~skip, fam, reading, has, ref
         ok_, fam_, reading_, has_, ref_ = (a.reshape(m, w) for a in (ok_, fam_, reading_, has_, ref_))
         have = count[rows]
-        for p in range(w):  # rank by rank: a family is shown once per row
+        for p in np.flatnonzero(ok_.any(axis=0)).tolist():  # rank by rank: a family once per row
             q = np.flatnonzero(ok_[:, p] & (have < top_n))
             at_row, f = rows[q], fam_[q, p]
             new = ~seen[at_row, f]

@@ -265,3 +265,20 @@ def test_equal_contributions_keep_feature_order_across_ranks() -> None:
         got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
         assert got == _row_by_row(X, names, contrib, top_n, "en", None)
         assert sum(map(len, got)) >= len(X) * min(top_n, 2)
+
+
+def test_reference_formatting_equals_rounding_then_formatting() -> None:
+    """`_fmt_ref` (from the one-decimal string) prints what `_compare` prints: `_fmt` of the
+    reference rounded to 0.1 below 100, else to a whole number; ties, signs, near 1 and 100."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000),
+            rng.normal(0, 40, 20_000),
+            np.arange(-2_000, 2_000) / 100 + 0.05,  # halfway cases: 0.05, 0.15, ...
+            np.arange(-400, 400) / 20,
+            [0.0, -0.0, 0.95, -0.95, 0.05, -0.05, 0.0499999, 99.95, 99.96, -99.95, 100.0, 1e-12, 5e-324],
+        ]
+    )
+    for v in values.tolist():
+        assert reasons._fmt_ref(v) == reasons._fmt(round(v, 1) if abs(v) < 100 else round(v)), v
