@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -544,7 +545,7 @@ class _Columns(dict[str, list[Any]]):
     def __init__(self, X: pd.DataFrame) -> None:
         super().__init__()
         self.frame = X
-        self.names = {str(c): c for c in X.columns}
+        self.names = {str(c): c for c in X.columns.tolist()}
 
     def __missing__(self, key: str) -> list[Any]:
         values = self.frame[self.names[key]].to_numpy()
@@ -705,10 +706,15 @@ def _slot_fields(fixed: tuple[tuple[str, str], ...], *slots: str) -> _Default:
 class _ColumnPlan:
     """How one feature's reasons are rendered for a whole column (see `_plan_column`).
 
-    kind: `generic` (a number compared with its reference), `value` (the value shown as is)
-    or `renewal` (days to renewal, family by the row's plan). `texts` maps a case to its
-    compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`, or ''
-    when there is none) and `scale_*` describe the comparison with it, `typical` the fallback.
+    kind: `generic` (a number compared with its reference), `value` (the value shown as is),
+    `renewal` (days to renewal, family by the row's plan), `text` (a text column's value as
+    is; only for a batch whose values are all strings or missing), `computed` (fields such as
+    a percentage or the change from companion columns computed per row: `template`, and
+    `reads`, the companions) or `rendered` (a computed template whose companion is not a
+    float column: its reading from the plan, its sentence one by one). `texts` maps a case to
+    its compiled sentence; `other` (the companion column), `ref_case` (`prev`, `rate`, `pace`,
+    or '' when there is none) and `scale_*` describe the comparison with it, `typical` the
+    fallback.
     """
 
     kind: str
@@ -721,6 +727,8 @@ class _ColumnPlan:
     scale_den: float = 1.0
     typical: float | None = None
     rule: int = 0
+    template: str = ""
+    reads: tuple[tuple[str, ...], ...] = ()
 
 
 @lru_cache(maxsize=8192)
@@ -728,11 +736,17 @@ def _plan_column(
     feature: str, keys: tuple[str, ...], float_keys: frozenset[str], language: str, typical: float | None
 ) -> _ColumnPlan | None:
     """The column plan of `feature`, or None when its rows are rendered one by one."""
-    if feature not in float_keys:
-        return None
     lang = _language(language)
     family, template, _, groups, fixed = _static_fields(feature, language)
     benign = benign_readings(feature)
+    if feature not in float_keys:  # a text column: its values shown as they are (see `_holds_text`)
+        if template != "generic":
+            return None
+        texts = {
+            v: _compile(_text_for(lang, template, v, v == "missing"), _slot_fields(fixed))
+            for v in ("value", "missing")
+        }
+        return _ColumnPlan("text", family, benign, texts)
     if template == "generic":
         base, other, kind, is_level = _companions(feature, keys)
         if other and other not in float_keys:
@@ -778,8 +792,8 @@ def _plan_column(
         return _ColumnPlan("value", family, benign, texts, rule=rule)
     if template in _READ_RULES:
         rule = _READ_RULES[template] + (100 if template == "theme" and "window" in groups else 0)
-        if template not in _STATIC_TEMPLATES:
-            return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+        if template in _COMPUTED_TEMPLATES:
+            return _computed_plan(feature, template, groups, fixed, keys, float_keys, language, rule)
         fields = _slot_fields(fixed)
         if template in ("contact_departed", "contacts_present"):
             fields["who"] = _term(lang, _singular(groups.get("who", "champion")))
@@ -803,25 +817,82 @@ def _plan_column(
     return _ColumnPlan("value", family, benign, texts)
 
 
+# Templates whose sentence also takes numbers computed per row (a percentage, the change
+# from companion columns, the oldest open ticket's age): template -> the fields computed.
+_COMPUTED_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "ratio_vs_prev": ("pct", "change"), "change_ratio": ("pct", "change"), "trend_pct": ("pct", "change"),
+    "nps_change": ("pct", "change"), "slope_rel": ("pct",), "seat_utilisation": ("pct",),
+    "tickets_open": ("oldest",), "open_age": ("oldest",), "slope_per_day": ("amount", "avg", "pct", "share"),
+}  # fmt: skip
+
+
+def _computed_plan(
+    feature: str, template: str, groups: dict[str, str], fixed: tuple[tuple[str, str], ...],
+    keys: tuple[str, ...], float_keys: frozenset[str], language: str, rule: int,
+) -> _ColumnPlan:  # fmt: skip
+    """The plan of a `_COMPUTED_TEMPLATES` feature: patterns with slots for the computed fields,
+    and the companion columns `_variant` reads (`reads`: (previous, current) or (age,), each
+    the columns `_first` tries in order). Kind `rendered` when a companion is not a float column."""
+    lang = _language(language)
+    family, benign = classify_feature(feature)[0], benign_readings(feature)
+    w, metric = groups.get("window", ""), groups.get("metric", "")
+    fields = _slot_fields(fixed, *_COMPUTED_TEMPLATES[template])
+    if template in ("tickets_open", "open_age"):
+        fields["what"], fields["noun"] = _what(lang, groups.get("what", "tickets"), language)
+        fields["over"] = lang["phrases"]["over"].format(days=groups["days"]) if "days" in groups else ""
+        reads: tuple[tuple[str, ...], ...] = ((f"{feature}_max_age_days",),)
+    elif template == "nps_change":
+        reads = (("nps_prev",), ("nps_last", "nps_latest"))
+    elif template == "change_ratio":
+        reads = ((f"{metric}_{w}d_ago", f"{metric}_enabled_{w}d_ago"), (metric, f"{metric}_enabled"))
+    elif template in ("ratio_vs_prev", "trend_pct"):
+        reads = ((f"{metric}_prev_{w}d",), (f"{metric}_{w}d",))
+    elif template == "slope_per_day":  # the total over the window: the daily average
+        reads = ((f"{metric}_{w}d",),)
+    else:
+        reads = ()
+    if template not in ("tickets_open", "open_age", "nps_change", "seat_utilisation"):
+        fields["metric"] = _term(lang, metric)
+    names = set(keys)
+    reads = tuple(tuple(c for c in cols if c in names) for cols in reads)
+    if any(c not in float_keys for cols in reads for c in cols):
+        return _ColumnPlan("rendered", family, benign, {}, rule=rule)
+    texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
+    texts["_oldest"], texts["_change"] = lang["phrases"]["oldest"], lang["phrases"]["change"]
+    if template != "slope_per_day":
+        return _ColumnPlan("computed", family, benign, texts, rule=rule, template=template, reads=reads)
+    share = _slot_fields(fixed, "amount", "avg", "pct")
+    share["metric"] = fields["metric"]
+    texts["_share"] = _compile(lang["templates"]["slope_per_day"]["share"], share)
+    total = reads[0][0] if reads[0] else ""  # the reading compares the slope with it
+    return _ColumnPlan(
+        "computed",
+        family,
+        benign,
+        texts,
+        other=total,
+        scale_den=float(w),
+        rule=rule,
+        template=template,
+        reads=reads,
+    )
+
+
 # reading codes of the column plans
 _READINGS: tuple[str, ...] = ("missing", "value", "down", "up", "flat", "yes", "no", "yes_latest")
 _READINGS += ("negative", "neutral", "positive", "detractor", "passive", "promoter")
 _READINGS += ("monthly", "annual", "other")
 _MONTHLY, _ANNUAL, _OTHER = (_READINGS.index(r) for r in ("monthly", "annual", "other"))
 _MISSING, _VALUE, _DOWN, _UP, _FLAT, _YES, _NO, _YES_LATEST = range(8)
-# templates whose reading is a function of the value alone (their sentence is rendered one by
-# one, for the chosen reasons only): template -> rule of `_Readings.read`
+# templates whose reading is a function of the value alone (slope_per_day: and of the total
+# behind it): template -> rule of `_Readings.read`. Those in `_COMPUTED_TEMPLATES` get
+# sentences with fields computed per row, the others patterns with the fixed fields only.
 _READ_RULES = {
     "contact_departed": 1, "contacts_present": 1, "cancellation": 1, "nps_detractor": 1,
     "nps_promoter": 1, "survey_nonresponse": 1, "tickets_open": 1, "theme": 2, "open_age": 3,
     "seat_utilisation": 3, "comment_sentiment": 4, "nps_latest": 5, "ratio_vs_prev": 6,
-    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10,
+    "change_ratio": 7, "trend_pct": 8, "slope_rel": 9, "nps_change": 10, "slope_per_day": 14,
 }  # fmt: skip
-# ... of which those whose sentence takes only the value and the feature's fixed fields
-_STATIC_TEMPLATES = frozenset(
-    {"contact_departed", "contacts_present", "cancellation", "nps_detractor", "nps_promoter"}
-    | {"survey_nonresponse", "theme", "comment_sentiment", "nps_latest"}
-)
 
 
 def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.ndarray:
@@ -848,28 +919,30 @@ def _monthly_flags(cols: _Columns, key_tuple: tuple[str, ...], n: int) -> np.nda
     return out
 
 
-class _Readings:
-    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
-
-    Per-feature facts are arrays over the features, the values one float block of the
-    columns the plans read; each rank of candidates is read for all its rows at once.
-    """
+class _Facts:
+    """The per-feature facts of a set of column plans, as arrays over the features: built once
+    per (features, frame columns, language, reference) (`_feature_facts`), read-only."""
 
     def __init__(
-        self, X: pd.DataFrame, cols: _Columns, names: list[str], plans: list[_ColumnPlan | None],
-        fam_id: dict[str, int],
-    ) -> None:  # fmt: skip
-        n = len(X)
-        used = [names[j] for j, p in enumerate(plans) if p is not None]
-        used += [p.other for p in plans if p is not None and p.other]
-        at = {name: i for i, name in enumerate(dict.fromkeys(used))}
-        block = np.empty((n, len(at) + 1))
-        if at:
-            block[:, :-1] = X[[cols.names[name] for name in at]].to_numpy(dtype=float)
-        block[:, -1] = np.nan  # the companion of a feature that has none
-        self.block = block
-        none = len(at)
+        self,
+        names: tuple[str, ...],
+        floats: tuple[str, ...],
+        plans: tuple[_ColumnPlan | None, ...],
+        language: str,
+    ) -> None:
+        self.plans = plans
+        static = [_static_fields(f, language) for f in names]
+        self.families = tuple(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
+        fam_id = {f: i for i, f in enumerate(self.families)}
+        self.benign_of = tuple(benign_readings(f) for f in names)
+        # the block (`_Readings`): the frame's float columns as they are (plans read no others),
+        # then the text columns with plans, then a column of NaN
+        self.text = tuple(names[j] for j, p in enumerate(plans) if p is not None and p.kind == "text")
+        at = {name: i for i, name in enumerate(floats + self.text)}
+        self.at = at
+        none = len(at)  # the block's last column: all NaN (the companion of a feature that has none)
         self.known = np.array([p is not None for p in plans], dtype=bool)
+        self.numeric = np.array([p is not None and p.kind != "text" for p in plans], dtype=bool)
         self.col = np.array([at.get(f, none) for f in names])
         self.other = np.array([at.get(p.other, none) if p else none for p in plans])
         self.generic = np.array([p is not None and p.kind == "generic" for p in plans])
@@ -882,6 +955,84 @@ class _Readings:
         self.family = np.array([fam_id[p.family] if p else 0 for p in plans], dtype=np.int64)
         self.benign = np.array([[r in p.benign if p else False for r in _READINGS] for p in plans])
         self.benign[self.renewal, _VALUE] = [("due" in p.benign) for p in plans if p and p.kind == "renewal"]
+        # the sentence patterns of the generic, value and renewal plans, by pattern code (see
+        # `_Readings.table_texts`): feature j's pattern for code c is `patterns[table[j] + c]`
+        patterns: list[str | None] = []
+        table = []
+        for p in plans:
+            table.append(len(patterns) if p is not None and p.kind in _TABLE_KINDS else -1)
+            if table[-1] >= 0:
+                patterns += [_positional(_pattern(p, r, bool(h))) for r in _READINGS for h in (0, 1)]  # type: ignore[arg-type]
+        self.patterns, self.table = tuple(patterns), np.array(table, dtype=np.int64)
+        for array in vars(self).values():
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+
+
+_TABLE_KINDS = frozenset({"generic", "value", "renewal"})
+
+
+def _pattern(p: _ColumnPlan, reading: str, flag: bool) -> str | None:
+    """The pattern of plan `p` for a reading; `flag`: a renewal's monthly plan, or that a
+    generic value has its companion (else it is compared with the typical account)."""
+    if p.kind == "renewal":
+        return p.texts[f"{'missing' if reading == 'missing' else 'due'}_{flag}"]
+    if p.kind == "generic" and reading in ("down", "up", "flat"):
+        return p.texts.get(f"{p.ref_case if flag else 'typical'}_{reading}")
+    return p.texts.get(reading)
+
+
+_POSITIONS = {"value": "0", "n": "0", "s": "1", "ref": "2"}
+
+
+def _positional(pattern: str | None) -> str | None:
+    """A compiled pattern with positional slots: format(value, s, ref) (no keyword dict per call)."""
+    if pattern is None:
+        return None
+    out = []
+    for literal, field, _, _ in string.Formatter().parse(pattern):
+        out.append(literal.replace("{", "{{").replace("}", "}}"))
+        if field is not None:
+            out.append("{" + _POSITIONS[field] + "}")
+    return "".join(out)
+
+
+@lru_cache(maxsize=16)
+def _feature_facts(
+    names: tuple[str, ...], keys: tuple[str, ...], floats: tuple[str, ...], language: str,
+    typical: tuple[float | None, ...],
+) -> _Facts:  # fmt: skip
+    """The plans and facts of `names` for a frame with columns `keys`, of which `floats` are floats."""
+    float_keys = frozenset(floats)
+    plans = tuple(_plan_column(f, keys, float_keys, language, t) for f, t in zip(names, typical, strict=True))
+    return _Facts(names, floats, plans, language)
+
+
+class _Readings:
+    """Reading, family and benign flag of (row, feature) pairs whose feature has a column plan.
+
+    Per-feature facts are arrays over the features (`_Facts`), the values one float block of
+    the columns the plans read; a block of ranks of candidates is read for all its rows at once.
+    """
+
+    def __init__(
+        self, X: pd.DataFrame, floats: pd.DataFrame, cols: _Columns, names: list[str], facts: _Facts,
+        fam_id: dict[str, int],
+    ) -> None:  # fmt: skip
+        n = len(X)
+        self.cols, self.names, self.at = cols, names, facts.at
+        self.memo: dict[tuple[Any, ...], str] = {}  # see `texts`
+        block = np.empty((n, len(facts.at) + 1))
+        block[:, : floats.shape[1]] = floats.to_numpy(dtype=float)
+        for name in facts.text:  # a text column as 1 (a value) or NaN (missing): its reading
+            block[:, facts.at[name]] = [1.0 if isinstance(v, str) else np.nan for v in cols[name]]
+        block[:, -1] = np.nan
+        self.block = block
+        self.known, self.numeric, self.col, self.other = facts.known, facts.numeric, facts.col, facts.other
+        self.generic, self.renewal, self.pace = facts.generic, facts.renewal, facts.pace
+        self.num, self.den, self.typical, self.rule = facts.num, facts.den, facts.typical, facts.rule
+        self.family, self.benign = facts.family, facts.benign
+        self.table, self.patterns = facts.table, facts.patterns
         self.monthly = np.zeros(n, dtype=bool)
         if self.renewal.any():
             self.monthly = _monthly_flags(cols, _Keys(cols.names), n)
@@ -906,7 +1057,8 @@ class _Readings:
         compared = np.where(self.generic[j] & (has | ~np.isnan(typical)), direction, _VALUE)
         ruled = np.flatnonzero(self.rule[j])
         if ruled.size:
-            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled])
+            avg = companion[ruled] / self.den[j[ruled]]  # slope_per_day: the total per day
+            compared[ruled] = self._by_rule(self.rule[j[ruled]], x[ruled], avg)
         reading = np.where(np.isnan(x), _MISSING, compared)
         family = np.where(
             self.renewal[j], np.where(self.monthly[rows], self.fam_monthly, self.fam_annual), self.family[j]
@@ -915,7 +1067,7 @@ class _Readings:
         return reading, family, has, ref
 
     @staticmethod
-    def _by_rule(rule: np.ndarray, x: np.ndarray) -> np.ndarray:
+    def _by_rule(rule: np.ndarray, x: np.ndarray, avg: np.ndarray) -> np.ndarray:
         """The variant `_variant` picks for a present value `x` of a `_READ_RULES` template."""
 
         def direction(v: np.ndarray, flat: float = 0.5) -> np.ndarray:
@@ -925,69 +1077,149 @@ class _Readings:
             return np.where(x <= 6, low, np.where(x <= 8, low + 1, low + 2))
 
         yes = np.where(x > 0, _YES, _NO)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slight = (avg != 0) & ~np.isnan(avg) & (np.abs(x) / avg < 0.001)
         return np.select(  # type: ignore[no-any-return]
             [rule == 1, rule == 2, rule == 102, rule == 3, rule == 4, rule == 5, rule == 6, rule == 7,
-             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13],
+             rule == 8, rule == 9, rule == 10, rule == 11, rule == 12, rule == 13, rule == 14],
             [yes, np.where(x > 0, _YES_LATEST, _NO), yes, _VALUE, bands(_READINGS.index("negative")),
              bands(_READINGS.index("detractor")), direction((x - 1) * 100), direction(x * 100),
              direction(x), direction(x * 100, flat=2.0), direction(x, flat=0.0),
-             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER],
+             np.where(x > 0, _MONTHLY, _ANNUAL), np.where(x > 0, _ANNUAL, _MONTHLY), _OTHER,
+             np.where(slight, _FLAT, direction(x, flat=0.0))],
             _VALUE,
         )  # fmt: skip
 
-    def values(self, j: np.ndarray, rows: np.ndarray) -> list[float]:
-        """The values of features `j` (with plans) at `rows`."""
-        return self.block[rows, self.col[j]].tolist()  # type: ignore[no-any-return]
-
-    def texts(
-        self, j: int, p: _ColumnPlan, rows: np.ndarray, reading_: np.ndarray, has: np.ndarray, ref: np.ndarray
+    def table_texts(
+        self, rows: np.ndarray, j: np.ndarray, reading: np.ndarray, has: np.ndarray, ref: np.ndarray
     ) -> list[str]:
-        """The sentences of feature `j` for `rows`, given their readings (`read`)."""
-        xs = self.block[rows, self.col[j]].tolist()
-        reading = reading_.tolist()
-        shown = _fmt_floats(xs)
-        plural = ["" if x == 1 else "s" for x in xs]
-        t = p.texts
-        if p.kind == "value":
-            pats = [t[_READINGS[r]] for r in reading]
-        elif p.kind == "renewal":
-            monthly = self.monthly[rows].tolist()
-            pats = [t[f"{'due' if r else 'missing'}_{m}"] for r, m in zip(reading, monthly, strict=True)]
-        else:
-            pats, shown_ref = [], []
-            for r, h, rf in zip(reading, has.tolist(), ref.tolist(), strict=True):
-                if r <= _VALUE:
-                    pats.append(t[_READINGS[r]])
-                    shown_ref.append("")
-                else:
-                    pats.append(t[f"{p.ref_case if h else 'typical'}_{_READINGS[r]}"])
-                    shown_ref.append(_fmt(round(rf, 1) if abs(rf) < 100 else round(rf)))
-            return [
-                pat.format(value=v, n=v, s=s, ref=rf)
-                for pat, v, s, rf in zip(pats, shown, plural, shown_ref, strict=True)
-            ]
-        return [pat.format(value=v, n=v, s=s) for pat, v, s in zip(pats, shown, plural, strict=True)]
+        """The sentences of pairs (rows, j) whose plans are in `_TABLE_KINDS`, all at once.
+
+        A sentence is a function of its pattern, the value and the reference shown, so each
+        distinct (pattern, value, reference) is formatted once per batch (`memo`; -0.0 and
+        0.0 share an entry: they print alike, and a NaN never matches, so is formatted anew).
+        """
+        x = self.block[rows, self.col[j]].tolist()
+        code = 2 * reading + np.where(self.renewal[j], self.monthly[rows], has)
+        compared = self.generic[j] & (reading > _VALUE)
+        keys = list(
+            zip((self.table[j] + code).tolist(), x, np.where(compared, ref, 0.0).tolist(), strict=True)
+        )
+        memo, patterns, shows_ref = self.memo, self.patterns, compared.tolist()
+        out = list(map(memo.get, keys))
+        for t in [t for t, text in enumerate(out) if text is None]:
+            key = keys[t]
+            text = memo.get(key)  # a value seen earlier in this batch
+            if text is None:
+                at, v, rf = key
+                text = memo[key] = patterns[at].format(  # type: ignore[union-attr]
+                    _fmt_float(v), "" if v == 1 else "s", _fmt_ref(rf) if shows_ref[t] else ""
+                )
+            out[t] = text
+        return out  # type: ignore[return-value]
+
+    def texts(self, j: int, p: _ColumnPlan, rows: np.ndarray, reading: np.ndarray) -> list[str]:
+        """The sentences of feature `j` (a `computed` or `text` plan) for `rows`, given their readings."""
+        if p.kind == "computed":
+            return self._computed_texts(p, rows, self.block[rows, self.col[j]].tolist(), reading.tolist())
+        col, t = self.cols[self.names[j]], p.texts
+        shown = [v if isinstance(v, str) else "?" for v in map(col.__getitem__, rows.tolist())]
+        return [
+            t[_READINGS[r]].format(value=v, n=v, s="s") for r, v in zip(reading.tolist(), shown, strict=True)
+        ]
+
+    def _computed_texts(
+        self, p: _ColumnPlan, rows: np.ndarray, xs: list[float], reading: list[int]
+    ) -> list[str]:
+        """The sentences of a `computed` plan: `_variant`'s fields from the value and companions."""
+        found = []
+        for cols in p.reads:  # `_first`: the first of the columns that has a value
+            v = np.full(len(rows), np.nan)
+            for c in cols:
+                v = np.where(np.isnan(v), self.block[rows, self.at[c]], v)
+            found.append(v.tolist())
+        t, template = p.texts, p.template
+        out = []
+        for i, (r, x) in enumerate(zip(reading, xs, strict=True)):
+            shown = _fmt_float(x)
+            fields = {"value": shown, "n": shown, "s": "" if x == 1 else "s"}
+            present = x == x
+            if template in ("tickets_open", "open_age"):
+                age = found[0][i] if found else math.nan
+                fields["oldest"] = t["_oldest"].format(days=f"{round(age):,}") if age == age and age else ""
+                if template == "open_age":
+                    fields["value"] = f"{round(x):,}" if present else "?"
+            elif template == "slope_rel":
+                fields["pct"] = f"{round(abs(x) * 100):,}" if present else ""
+            elif template == "seat_utilisation":
+                fields["pct"] = f"{round(x * 100 if x <= 2 else x):,}" if present else ""
+            elif template == "slope_per_day":
+                fields.update(amount="", avg="", pct="", share="")
+                if present:
+                    ax, total = abs(x), found[0][i] if found[0] else math.nan
+                    avg = total / p.scale_den if total == total else None
+                    fields["amount"] = _fmt(round(ax, 2) if ax < 10 else round(ax))
+                    if avg:
+                        fields["avg"] = _fmt(round(avg, 1) if avg < 100 else round(avg))
+                        fields["pct"] = _fmt(
+                            round(ax / avg * 100, 1) if ax < avg / 10 else round(ax / avg * 100)
+                        )
+                        fields["share"] = t["_share"].format_map(fields)
+            else:
+                prev: float | int | None = found[0][i] if found[0] else math.nan
+                cur: float | None = found[1][i] if found[1] else math.nan
+                prev = None if prev != prev else prev
+                cur = None if cur != cur else cur
+                if template == "trend_pct" and prev is None and cur is not None and present and x > -100:
+                    prev = round(cur / (1 + x / 100.0))
+                fields["change"] = (
+                    "" if prev is None or cur is None
+                    else t["_change"].format(prev=_fmt(round(prev, 1)), cur=_fmt(round(cur, 1)))
+                )  # fmt: skip
+                if not present:
+                    fields["pct"] = ""
+                elif template == "ratio_vs_prev":
+                    fields["pct"] = f"{round(abs(x - 1) * 100):,}"
+                elif template == "change_ratio":
+                    fields["pct"] = f"{round(abs(x) * 100):,}"
+                elif template == "trend_pct":
+                    fields["pct"] = f"{round(abs(x)):,}"
+                else:  # nps_change: points, as they are
+                    fields["pct"] = _fmt(abs(x))
+            out.append(t[_READINGS[r]].format_map(fields))
+        return out
 
 
-def _fmt_floats(xs: list[float]) -> list[str]:
-    """`_fmt` of each float (inlined: the common case of a batch)."""
-    return [
-        "?" if v != v
-        else f"{round(v):,}" if abs(v - round(v)) < 1e-9 or abs(v) >= 100
-        else f"{v:.2f}" if abs(v) < 1
-        else f"{v:.1f}"
-        for v in xs
-    ]  # fmt: skip
+_TEXT_TYPES = frozenset({str, type(None), type(pd.NA), float})
 
 
-def _order(contrib: np.ndarray, k: int) -> np.ndarray:
-    """Each row's k largest contributions' feature indices, largest first (ties: feature order)."""
-    if k >= contrib.shape[1]:
-        return np.argsort(-contrib, axis=1, kind="stable")
-    part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-    part.sort(axis=1)  # column order first, so equal contributions keep feature order
-    vals = np.take_along_axis(contrib, part, axis=1)
-    return np.take_along_axis(part, np.argsort(-vals, axis=1, kind="stable"), axis=1)
+def _holds_text(col: list[Any]) -> bool:
+    """True when every value is a string or missing (None, NA, NaN): read as text as it is."""
+    types = set(map(type, col))
+    return types <= _TEXT_TYPES and (float not in types or all(v != v for v in col if type(v) is float))
+
+
+def _fmt_ref(v: float) -> str:
+    """`_fmt` of a reference as `_compare` rounds it: to 0.1 below 100, else to a whole number.
+
+    Below 100 from the one-decimal string, which has the digits of `round(v, 1)` (both round
+    the exact value half to even): a whole number without its '.0', below 1 with two decimals.
+    """
+    if abs(v) >= 100:
+        return f"{round(v):,}"
+    one = f"{v:.1f}"
+    if one.endswith(".0"):
+        return f"{int(one[:-2]):,}"
+    return one + "0" if one.startswith(("0.", "-0.")) else one
+
+
+def _fmt_float(v: float) -> str:
+    """`_fmt` of a float (inlined: the common case of a batch)."""
+    if v != v:
+        return "?"
+    if abs(v - round(v)) < 1e-9 or abs(v) >= 100:
+        return f"{round(v):,}"
+    return f"{v:.2f}" if abs(v) < 1 else f"{v:.1f}"
 
 
 @dataclass(frozen=True)
@@ -1049,12 +1281,15 @@ def reason_table(
     "on an annual plan"), the next contributor takes its place, so a row may get fewer
     than `top_n` reasons.
 
-    Rendered column-wise: each rank of candidates is taken for all rows at once, with the
-    readings (family, benign or not) of numeric generic, plain-value and renewal features
-    computed as arrays (`_ColumnPlan`), and only the chosen reasons' sentences formatted,
-    feature by feature from patterns compiled once. Other templates are rendered one by
-    one (`_BatchRenderer`: each distinct (feature, values read) once per batch). The
-    sentences equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
+    Rendered column-wise: candidates are ranked by blocks of ranks (an argmax per rank over
+    the rows still short of `top_n`), each block's readings (family, benign or not) computed
+    as arrays from the features' column plans (`_ColumnPlan`, `_Facts`), then the rank-by-rank
+    choice made for all rows at once; only the chosen reasons get sentences: patterns
+    compiled once, each distinct (pattern, value, reference) formatted once per batch, the
+    computed fields (percentages, changes, ages) per chosen reason. Features without a plan
+    (a companion or text column holding other objects) are rendered one by one
+    (`_BatchRenderer`: each distinct (feature, values read) once per batch). The sentences
+    equal `render_reason_with_reading` row by row (tests/test_reasons_batch.py).
     """
     _language(language)  # fail early on an unknown language
     names = list(feature_names)
@@ -1063,92 +1298,110 @@ def reason_table(
     n = contrib.shape[0]
     cols = _Columns(X)
     key_tuple = _Keys(cols.names)
-    float_keys = frozenset(str(c) for c, t in zip(X.columns, X.dtypes, strict=True) if t.kind == "f")
-    typical = [None if reference is None else _num(reference.get(f)) for f in names]
-    plans = [_plan_column(f, key_tuple, float_keys, language, t) for f, t in zip(names, typical, strict=True)]
-    static = [_static_fields(f, language) for f in names]
-    families = list(dict.fromkeys([s[0] for s in static] + ["renewal_monthly", "renewal_annual"]))
+    floats = X.select_dtypes("float")  # the float columns: one block in the API's frames
+    float_names = tuple(map(str, floats.columns.tolist()))
+    typical = tuple(None if reference is None else _num(reference.get(f)) for f in names)
+    facts = _feature_facts(tuple(names), key_tuple, float_names, language, typical)
+    plans = list(facts.plans)
+    for jj, plan in enumerate(plans):
+        if plan is not None and plan.kind == "text" and not _holds_text(cols[names[jj]]):
+            plans[jj] = None  # other objects (numbers, flags) are rendered one by one
+    if plans != list(facts.plans):
+        facts = _Facts(tuple(names), float_names, tuple(plans), language)
+    families, benign = facts.families, facts.benign_of
     fam_id = {f: i for i, f in enumerate(families)}
-    static_fam = np.array([fam_id[s[0]] for s in static], dtype=np.int64)
-    # the plan decides a renewal reason's family: read it before skipping a seen family
-    plan_dependent = np.array([s[1] in ("days_to_renewal", "billing") for s in static], dtype=bool)
-    benign = [benign_readings(f) for f in names]
-    readings = _Readings(X, cols, names, plans, fam_id)
+    readings = _Readings(X, floats, cols, names, facts, fam_id)
     renderer = _BatchRenderer(cols, key_tuple, language, reference)
-    positive = (contrib > 0).sum(axis=1)
-    k = min(n_feat, 4 * top_n)
-    order = _order(contrib, k)
+    positive = np.count_nonzero(contrib > 0, axis=1)
     seen = np.zeros((n, len(families)), dtype=bool)
     count = np.zeros(n, dtype=np.int64)
     chosen: list[tuple[np.ndarray, ...]] = []  # rows, rank, feature, family, reading, has, reference
     one_by_one: dict[tuple[int, int], str] = {}  # (row, feature) -> sentence
-    for r in range(n_feat):
-        rows = np.flatnonzero((count < top_n) & (positive > r))
-        if rows.size == 0:
-            break
-        if r == order.shape[1]:  # rows that ran out of the k largest: a full sort of those
-            wide = np.zeros((n, n_feat), dtype=order.dtype)
-            wide[:, :k] = order
-            wide[rows, k:] = np.argsort(-contrib[rows], axis=1, kind="stable")[:, k:]
-            order = wide
-        j = order[rows, r]
-        keep = plan_dependent[j] | ~seen[rows, static_fam[j]]
-        rows, j = rows[keep], j[keep]
-        planned = readings.known[j]
-        reading, fam, has, ref = readings.read(rows, j)
-        skip = readings.benign[j, reading] & planned
+    rows = np.flatnonzero(positive > 0) if top_n > 0 else np.zeros(0, dtype=np.int64)
+    # the rows' positive contributions not yet ranked (NaN -> 0)
+    work = np.fmax(contrib if rows.size == n else contrib[rows], 0.0)
+    start, width = 0, top_n + 2
+    while rows.size:  # a block of ranks [start, stop) of the rows still short of top_n reasons
+        stop = min(n_feat, start + width)
+        m, w = rows.size, stop - start
+        at = np.arange(m)
+        cand = np.empty((m, w), dtype=np.int64)
+        for p in range(w):  # argmax: the largest left, the first feature among equals
+            cand[:, p] = top = work.argmax(axis=1)
+            work[at, top] = 0.0
+        live = np.flatnonzero((positive[rows][:, None] > np.arange(start, stop)).ravel())
+        pr, pj = np.repeat(rows, w)[live], cand.ravel()[live]
+        planned = readings.known[pj]
+        reading, fam, has, ref = readings.read(pr, pj)
+        skip = readings.benign[pj, reading] & planned
         for t in np.flatnonzero(~planned).tolist():
-            i, jj = int(rows[t]), int(j[t])
+            i, jj = int(pr[t]), int(pj[t])
             family, text, read_as = renderer.render(names[jj], i)
             if family not in fam_id:
                 fam_id[family] = len(fam_id)
                 seen = np.pad(seen, ((0, 0), (0, 1)))
             fam[t], skip[t] = fam_id[family], read_as in benign[jj]
             one_by_one[(i, jj)] = text
-        ok = ~skip & ~seen[rows, fam]
-        rows, j, fam = rows[ok], j[ok], fam[ok]
-        chosen.append((rows, count[rows], j, fam, reading[ok], has[ok], ref[ok]))
-        seen[rows, fam] = True
-        count[rows] += 1
+        ok_, fam_, reading_, has_, ref_ = (
+            np.zeros(m * w, dtype=a.dtype) for a in (skip, fam, reading, has, ref)
+        )
+        ok_[live], fam_[live], reading_[live], has_[live], ref_[live] = ~skip, fam, reading, has, ref
+        ok_, fam_, reading_, has_, ref_ = (a.reshape(m, w) for a in (ok_, fam_, reading_, has_, ref_))
+        have = count[rows]
+        for p in np.flatnonzero(ok_.any(axis=0)).tolist():  # rank by rank: a family once per row
+            q = np.flatnonzero(ok_[:, p] & (have < top_n))
+            at_row, f = rows[q], fam_[q, p]
+            new = ~seen[at_row, f]
+            q, at_row, f = q[new], at_row[new], f[new]
+            chosen.append((at_row, have[q], cand[q, p], f, reading_[q, p], has_[q, p], ref_[q, p]))
+            seen[at_row, f] = True
+            have[q] += 1
+        count[rows] = have
+        more = (have < top_n) & (positive[rows] > stop)
+        rows, work = rows[more], work[more]
+        start, width = stop, 2 * width
     if not chosen:
         return ReasonTable.empty(n)
     rows, rank, j, fam, reading, has, ref = (np.concatenate(parts) for parts in zip(*chosen, strict=True))
-    texts: list[str | None] = [None] * len(rows)
-    by_feature = np.argsort(j, kind="stable")
-    bounds = np.flatnonzero(np.diff(j[by_feature])) + 1
-    for group in np.split(by_feature, bounds):
-        jj = int(j[group[0]])
-        plan = plans[jj]
-        if plan is None:
-            got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
-        elif plan.kind == "rendered":
-            got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
-        else:
-            got = readings.texts(jj, plan, rows[group], reading[group], has[group], ref[group])
-        for t, text in zip(group.tolist(), got, strict=True):
-            texts[t] = text
-    family_names = list(fam_id)
-    books = {f: playbook_for(f) for f in {family_names[f] for f in set(fam.tolist())}}
     by_row = np.lexsort((rank, rows))
-    rows, j, fam = rows[by_row], j[by_row], fam[by_row]
-    planned = readings.known[j]
-    values: list[Any] = [None] * len(rows)
-    for t, v in zip(
-        np.flatnonzero(planned).tolist(), readings.values(j[planned], rows[planned]), strict=True
-    ):
-        values[t] = None if v != v else v
-    for t in np.flatnonzero(~planned).tolist():
+    rows, j, fam, reading, has, ref = (a[by_row] for a in (rows, j, fam, reading, has, ref))
+    tabled = readings.table[j] >= 0
+    if tabled.all():
+        texts = readings.table_texts(rows, j, reading, has, ref)
+    else:
+        texts = [""] * len(rows)
+        at = np.flatnonzero(tabled)
+        for t, text in zip(
+            at.tolist(), readings.table_texts(*(a[at] for a in (rows, j, reading, has, ref))), strict=True
+        ):
+            texts[t] = text
+        by_feature = np.flatnonzero(~tabled)[np.argsort(j[~tabled], kind="stable")]
+        for group in np.split(by_feature, np.flatnonzero(np.diff(j[by_feature])) + 1):
+            jj = int(j[group[0]])
+            plan = plans[jj]
+            if plan is None:
+                got = [one_by_one[(i, jj)] for i in rows[group].tolist()]
+            elif plan.kind == "rendered":
+                got = [renderer.render(names[jj], i)[1] for i in rows[group].tolist()]
+            else:
+                got = readings.texts(jj, plan, rows[group], reading[group])
+            for t, text in zip(group.tolist(), got, strict=True):
+                texts[t] = text
+    values: list[Any] = [None if v != v else v for v in readings.block[rows, readings.col[j]].tolist()]
+    for t in np.flatnonzero(~readings.numeric[j]).tolist():  # text columns, or rendered one by one
         values[t] = _num(cols[names[j[t]]][rows[t]])
-    chosen_family = [family_names[f] for f in fam.tolist()]
+    family_names = list(fam_id)
+    books = [playbook_for(f) for f in family_names]
+    fams = fam.tolist()
     return ReasonTable(
         offsets=np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]),
-        feature=[names[f] for f in j.tolist()],
-        family=chosen_family,
+        feature=list(map(names.__getitem__, j.tolist())),
+        family=list(map(family_names.__getitem__, fams)),
         value=values,
         shap=contrib[rows, j].tolist(),
-        text=[texts[t] for t in by_row.tolist()],  # type: ignore[misc]
-        playbook_id=[books[f][0] for f in chosen_family],
-        action=[books[f][1] for f in chosen_family],
+        text=texts,
+        playbook_id=[books[f][0] for f in fams],
+        action=[books[f][1] for f in fams],
     )
 
 

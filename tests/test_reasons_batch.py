@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from models import reasons
 from models.reasons import (
     HERE,
     benign_readings,
@@ -108,7 +109,9 @@ def test_benign_readings_name_real_variants() -> None:
 def _random_frame(n: int, seed: int) -> pd.DataFrame:
     """Rows that exercise every column plan and the one-by-one templates: windowed counts and
     levels with and without companions, plain values, renewal with text and numeric plans,
-    flags, NPS; values repeated, zero, -0.0, NaN, and companions that are missing or zero."""
+    flags, NPS, ratio / change / trend / slope / open-ticket / seat sentences with and without
+    their companion columns, text columns; values repeated, zero, -0.0, NaN, and companions
+    that are missing or zero."""
     rng = np.random.default_rng(seed)
 
     def col(scale: float, ints: bool = False) -> np.ndarray:
@@ -151,15 +154,32 @@ def _random_frame(n: int, seed: int) -> pd.DataFrame:
             "events_30d_vs_prev_30d_ratio": col(0.7),
             "bugs_high_open": col(1, ints=True),
             "bugs_high_open_max_age_days": col(20),
+            "tickets_open": col(2, ints=True),
+            "nps_prev": col(4),
+            "mrr_change_90d_ratio": col(0.3) - 0.2,
+            "mrr_90d_ago": col(500),
+            "mrr": col(500),
+            "users_change_90d_ratio": col(0.3) - 0.2,
+            "users_enabled": col(10),
+            "usage_trend_30d_pct": col(30) - 40,
+            "usage_30d": col(100),
+            "events_slope_90d_rel": col(0.05) - 0.05,
+            "events_slope_90d_per_day": col(2) - 2,
+            "sessions_slope_30d_per_day": col(0.5) - 0.3,
+            "segment": rng.choice(np.array(["smb", "mid", "enterprise", None], dtype=object), n),
+            "plan": rng.choice(np.array(["starter", "pro", np.nan], dtype=object), n),
         }
     )
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "text_dtype"), [(0, object), (1, "str"), (2, object)])
+def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int, text_dtype: Any) -> None:
     """Column-wise rendering equals the one-row renderer on random rows, contributions and
-    references (some missing), en and ja, several `top_n`."""
+    references (some missing), en and ja, several `top_n`; text columns as objects (the API's
+    frames) or pandas strings (read from Parquet)."""
     X = _random_frame(400, seed)
+    for name in ("segment", "plan", "billing_period"):
+        X[name] = X[name].astype(text_dtype)
     names = list(X.columns)
     rng = np.random.default_rng(seed + 10)
     contrib = rng.normal(0, 1, (len(X), len(names) + 1))
@@ -168,7 +188,12 @@ def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int) -> None:
     reference["events_7d"] = 0.0
     reference.pop("mystery_score")
     reference["login_rate_30d"] = float("nan")
-    for language, top_n, ref in (("en", 3, reference), ("ja", 5, reference), ("en", 12, None)):
+    for language, top_n, ref in (
+        ("en", 3, reference),
+        ("ja", 5, reference),
+        ("en", 12, None),
+        ("ja", 8, None),
+    ):
         batch = reasons_from_contributions(X, names, contrib, top_n, language, ref)
         got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
         assert got == _row_by_row(X, names, contrib, top_n, language, ref)
@@ -178,15 +203,24 @@ def test_batch_reasons_equal_row_by_row_on_random_rows(seed: int) -> None:
                 assert r.shap == contrib[i, names.index(r.feature)] > 0
                 v = X.at[i, r.feature]
                 assert r.value == (None if isinstance(v, str) or pd.isna(v) else float(v))
+    kinds = {reasons._static_fields(f, "en")[1] for f in names}  # every template kind is in play
+    assert {
+        "ratio_vs_prev",
+        "change_ratio",
+        "trend_pct",
+        "slope_rel",
+        "slope_per_day",
+        "tickets_open",
+    } <= kinds
+    assert {"open_age", "seat_utilisation", "nps_change", "billing", "days_to_renewal"} <= kinds
 
 
 def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest.MonkeyPatch) -> None:
     """With no healthy readings declared, every reading is shown, so the plan-dependent
     families (an annual plan's renewal_annual) decide the de-dup: still equal row by row."""
-    from models import reasons
-
     monkeypatch.setattr(reasons, "benign_readings", lambda feature: frozenset())
     reasons._plan_column.cache_clear()
+    reasons._feature_facts.cache_clear()
     try:
         X = _random_frame(300, 7)
         names = list(X.columns)
@@ -197,3 +231,54 @@ def test_batch_reasons_equal_row_by_row_without_benign_skips(monkeypatch: pytest
         assert any(r.family == "renewal_annual" and r.feature == "billing_annual" for rs in batch for r in rs)
     finally:
         reasons._plan_column.cache_clear()
+        reasons._feature_facts.cache_clear()
+
+
+def test_batch_reasons_equal_row_by_row_with_odd_object_columns() -> None:
+    """Columns that the column plans cannot read as floats or text: a text column holding
+    numbers and flags, and companions stored as objects (the previous window, the total
+    behind a daily slope, the value before a change). Rendered one by one: still equal row by row."""
+    X = _random_frame(300, 3)
+    X["segment"] = np.array(["smb", 3, 2.5, None, True, np.nan] * 50, dtype=object)
+    for name in ("active_users_prev_30d", "usage_30d", "mrr", "nps_prev"):
+        X[name] = X[name].astype(object)
+    names = list(X.columns)
+    contrib = np.random.default_rng(3).normal(0, 1, (len(X), len(names)))
+    reference = {name: 5.0 for name in names}
+    for language, top_n in (("en", 3), ("ja", 5), ("en", 8)):
+        batch = reasons_from_contributions(X, names, contrib, top_n, language, reference)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, top_n, language, reference)
+        shown = {r.feature for rs in batch for r in rs}
+        assert {"segment", "active_users_30d", "usage_trend_30d_pct", "mrr_change_90d_ratio"} <= shown
+
+
+def test_equal_contributions_keep_feature_order_across_ranks() -> None:
+    """Ties among positive contributions rank in feature order (a stable sort), also past the
+    first block of ranks and for rows with more positive contributors than features shown."""
+    X = _random_frame(60, 4)
+    names = list(X.columns)
+    contrib = np.tile(np.array([0.5, 0.5, 0.2] * (len(names) // 3) + [0.5] * (len(names) % 3)), (len(X), 1))
+    contrib[::2, ::5] = 0.9
+    for top_n in (1, 3, 8):
+        batch = reasons_from_contributions(X, names, contrib, top_n, "en", None)
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in batch]
+        assert got == _row_by_row(X, names, contrib, top_n, "en", None)
+        assert sum(map(len, got)) >= len(X) * min(top_n, 2)
+
+
+def test_reference_formatting_equals_rounding_then_formatting() -> None:
+    """`_fmt_ref` (from the one-decimal string) prints what `_compare` prints: `_fmt` of the
+    reference rounded to 0.1 below 100, else to a whole number; ties, signs, near 1 and 100."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 20_000),
+            rng.normal(0, 40, 20_000),
+            np.arange(-2_000, 2_000) / 100 + 0.05,  # halfway cases: 0.05, 0.15, ...
+            np.arange(-400, 400) / 20,
+            [0.0, -0.0, 0.95, -0.95, 0.05, -0.05, 0.0499999, 99.95, 99.96, -99.95, 100.0, 1e-12, 5e-324],
+        ]
+    )
+    for v in values.tolist():
+        assert reasons._fmt_ref(v) == reasons._fmt(round(v, 1) if abs(v) < 100 else round(v)), v
