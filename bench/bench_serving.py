@@ -191,10 +191,16 @@ def run_python(url: str, connections: int, duration: float, headers: dict[str, s
     return json.loads(out)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _cpu_seconds(pid: int, task: int | None = None) -> float:
+    """User + system CPU seconds of process `pid` (all its threads; or thread `task`), from /proc."""
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _minor_faults(pid: int) -> int:
+    """Minor page faults of process `pid` so far (all threads)."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def batch_latency(base: str, rows: list[dict], repeats: int, pid: int | None = None) -> dict[str, float]:
@@ -214,6 +220,8 @@ def batch_latency(base: str, rows: list[dict], repeats: int, pid: int | None = N
         client.post("/v1/score", json={"rows": rows[:10]}).raise_for_status()  # warm up
         client.post("/v1/score", content=body).raise_for_status()
         cpu0 = _cpu_seconds(pid) if pid else 0.0
+        loop0 = _cpu_seconds(pid, task=pid) if pid else 0.0  # the main thread runs the event loop
+        faults0 = _minor_faults(pid) if pid else 0
         for _ in range(repeats):
             t = time.perf_counter()
             r = client.post("/v1/score", content=body)
@@ -221,6 +229,8 @@ def batch_latency(base: str, rows: list[dict], repeats: int, pid: int | None = N
             times.append(time.perf_counter() - t)
             r.raise_for_status()
         cpu = (_cpu_seconds(pid) - cpu0) / repeats if pid else float("nan")
+        loop = (_cpu_seconds(pid, task=pid) - loop0) / repeats if pid else float("nan")
+        faults = (_minor_faults(pid) - faults0) / repeats if pid else float("nan")
         assert len(r.json()["rows"]) == len(rows)
     times.sort()
     return {
@@ -229,6 +239,8 @@ def batch_latency(base: str, rows: list[dict], repeats: int, pid: int | None = N
         "min_ms": times[0] * 1000,
         "max_ms": times[-1] * 1000,
         "server_cpu_ms": cpu * 1000,
+        "loop_cpu_ms": loop * 1000,
+        "page_faults": faults,
         "client_encode_ms": encode_ms,
         "body_mb": len(body) / 1e6,
         "n": len(times),
@@ -246,18 +258,33 @@ def _timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     return statistics.median(walls) * 1000, statistics.median(cpus) * 1000
 
 
-def batch_in_process(model: Path, rows: list[dict], repeats: int) -> dict[str, tuple[float, float]]:
+def batch_in_process(
+    model: Path, scores: Path, rows: list[dict], repeats: int
+) -> dict[str, tuple[float, float]]:
     """The same batch without HTTP, step by step: (wall ms, CPU ms) per step, medians."""
+    from churnguard.scores import ScoreParams
     from models.bundle import ModelBundle
     from models.reasons import explain_rows, reason_table, reasons_from_contributions
+    from serving.config import Settings
+    from serving.routers.score import _fast_batch, _score
+    from serving.state import ServingState
 
     bundle = ModelBundle.load(model)
     bundle.warm_up()
     X = pd.DataFrame([r["features"] for r in rows])[bundle.feature_names]
+    state = ServingState(Settings(model_uri=str(model), scores_dir=scores, poll_seconds=0))  # type: ignore[call-arg]
+    state.reload(force=True)
+    served, settings, tiers = state.current.model, state.settings, ScoreParams().tiers
+    assert served is not None, state.model_error
+    body = json.dumps({"rows": rows, "reasons": True}).encode()
     C = bundle.contributions(X)
     ref = bundle.feature_reference
     names = bundle.feature_names
     return {
+        "whole handler (`_score`: parse .. response bytes)": _timed(
+            lambda: _score(body, "application/json", served, state, settings, tiers), repeats
+        ),
+        "body parse (msgspec fast path) + frame": _timed(lambda: _fast_batch(served, body), repeats),
         "predict_proba (encode + predict + calibrate)": _timed(lambda: bundle.predict_proba(X), repeats),
         "SHAP, LightGBM pred_contrib (baseline)": _timed(
             lambda: bundle.contributions(X, method="lightgbm"), repeats
@@ -280,7 +307,9 @@ def print_batch(batch: dict[str, float], inproc: dict[str, tuple[float, float]])
     print(f"POST /v1/score, 1,000 rows with reasons ({batch['body_mb']:.1f} MB body), over HTTP: "
           f"p50 {batch['p50_ms']:.0f} ms, p99 {batch['p99_ms']:.0f} ms, min {batch['min_ms']:.0f} ms, "
           f"max {batch['max_ms']:.0f} ms; server CPU {batch['server_cpu_ms']:.0f} ms per call "
-          f"({batch['n']} runs; target < 100 ms); client JSON encode of the body "
+          f"({batch['n']} runs; target < 100 ms), of which the event-loop thread "
+          f"{batch['loop_cpu_ms']:.1f} ms; {batch['page_faults']:.0f} minor page faults per call; "
+          f"client JSON encode of the body "
           f"{batch['client_encode_ms']:.0f} ms, not in the timed span")  # fmt: skip
     print("  same batch in process, median of runs (wall / CPU of all threads):")
     for name, (wall, cpu) in inproc.items():
@@ -388,9 +417,9 @@ def main() -> None:
         finally:
             stop(app)
             stop(bare)
-        inproc = batch_in_process(model, rows, repeats=7)
-        for name, by_c in runs.items():
-            for c, rs in by_c.items():
+        inproc = batch_in_process(model, scores, rows, repeats=7)
+        for name, runs_by_c in runs.items():
+            for c, rs in runs_by_c.items():
                 results.setdefault(name, {})[c] = {
                     "rps": statistics.median(r["rps"] for r in rs),
                     "p50_ms": statistics.median(r["p50_ms"] for r in rs),

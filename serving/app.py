@@ -27,7 +27,7 @@ from churnguard.scores import ScoreParams
 from serving.config import Settings, get_settings
 from serving.deps import BEARER_SCHEME
 from serving.metrics import Metrics, MetricsMiddleware
-from serving.middleware import BodyLimitMiddleware
+from serving.middleware import AccountLookupMiddleware, BodyLimitMiddleware
 from serving.routers import accounts, at_risk, health, model, page, score
 from serving.schemas import FEATURE_UNION_TAGS, ErrorBody, FieldError
 from serving.state import Explainer, ModelLoader, ServingState, explain_rows, load_bundle
@@ -201,14 +201,19 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(Exception, _server_error)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     # Hot lookups first: routes are matched in order.
     for router in (accounts.router, at_risk.router, health.router, score.router, model.router, page.router):
         app.include_router(router)
     # The retention/monitoring router is optional: included when its module exists.
     if importlib.util.find_spec("serving.routers.analytics") is not None:
         app.include_router(importlib.import_module("serving.routers.analytics").router)
+    account_route = next(
+        r for r in accounts.router.routes if getattr(r, "path", None) == accounts.ACCOUNT_PATH
+    )
+    # Outermost last: metrics see every request, the lookup lane included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccountLookupMiddleware, state=state, settings=settings, route=account_route)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.openapi = _openapi_with_error_bodies(app)  # type: ignore[method-assign]
     app.mount(
         "/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static"

@@ -46,12 +46,27 @@ def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def _key(request: Request) -> str:
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+def bearer_key(authorization: str) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header value; None when there is none."""
+    scheme, _, key = authorization.partition(" ")
     key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    return key if scheme.lower() == "bearer" and key else None
+
+
+def _key(request: Request) -> str:
+    key = bearer_key(request.headers.get("authorization", ""))
+    if key is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     return key
+
+
+def reader_role(key: str, settings: Settings) -> str | None:
+    """'reader' for the read key, 'admin' for the admin key (it may read too), else None."""
+    if _matches(key, settings.api_key):
+        return "reader"
+    if _matches(key, settings.admin_key):
+        return "admin"
+    return None
 
 
 async def require_reader(request: Request) -> str:
@@ -59,12 +74,10 @@ async def require_reader(request: Request) -> str:
     settings: Settings = request.app.state.settings
     if settings.api_key is None and settings.admin_key is None:
         raise _unauthorized("the service has no API key configured (set CHURNGUARD_API_KEY)")
-    key = _key(request)
-    if _matches(key, settings.api_key):
-        return "reader"
-    if _matches(key, settings.admin_key):
-        return "admin"
-    raise _unauthorized("invalid API key")
+    role = reader_role(_key(request), settings)
+    if role is None:
+        raise _unauthorized("invalid API key")
+    return role
 
 
 async def require_admin(request: Request) -> str:

@@ -1,11 +1,17 @@
-"""ASGI middleware: a bound on request body size (checked before the body is parsed)."""
+"""ASGI middleware: a bound on request body size (checked before the body is parsed), and
+the one-account lookup's fast lane."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.config import Settings
+from serving.deps import bearer_key, reader_role
+from serving.state import ServingState
 
 
 class _TooLarge(HTTPException):
@@ -70,3 +76,52 @@ class BodyLimitMiddleware:
         except _TooLarge:
             if not started:
                 await _reply_413(send, self.max_bytes)
+
+
+ACCOUNT_PREFIX = "/v1/accounts/"
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class AccountLookupMiddleware:
+    """`GET /v1/accounts/{account_id}` answered from the precomputed bytes, before FastAPI's
+    routing and dependency resolution (which cost more than the lookup itself).
+
+    `serving.routers.accounts` defines the endpoint (schema, validation, every error); this
+    lane serves only its success case: a GET of one path segment of 1-200 characters, a
+    valid read or admin key, an account in the served scores. It sends the same status,
+    headers and bytes as the route and labels the request with the route for the metrics
+    (it sits inside `MetricsMiddleware`). Anything else (no or bad key, unknown id, scores
+    not loaded, a mount under a root path, odd paths) goes on to FastAPI unchanged.
+    """
+
+    def __init__(self, app: ASGIApp, state: ServingState, settings: Settings, route: Any) -> None:
+        self.app = app
+        self.state = state
+        self.settings = settings
+        self.route = route
+
+    def _body(self, scope: Scope) -> bytes | None:
+        path: str = scope["path"]
+        account = path[len(ACCOUNT_PREFIX) :]
+        if scope.get("root_path") or not 1 <= len(account) <= 200 or "/" in account:
+            return None
+        scores = self.state.current.scores
+        if scores is None:
+            return None
+        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        key = None if auth is None else bearer_key(auth.decode("latin-1"))
+        if key is None or reader_role(key, self.settings) is None:
+            return None
+        body: bytes | None = scores.account_json.get(account)
+        return body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(ACCOUNT_PREFIX):
+            body = self._body(scope)
+            if body is not None:
+                scope["route"] = self.route
+                headers = [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -272,3 +272,73 @@ def test_openapi_documents_every_endpoint_with_auth(client: TestClient) -> None:
             "/v1/score", "/v1/admin/reload"} <= paths  # fmt: skip
     assert spec["paths"]["/v1/at-risk"]["get"]["security"]
     assert "examples" in spec["components"]["schemas"]["AccountRisk"]
+
+
+# --- the one-account lookup's fast lane (serving.middleware.AccountLookupMiddleware) -------
+
+
+@pytest.fixture(scope="module")
+def client_without_lane(company: Company) -> Iterator[TestClient]:
+    """The same app with the lane taken out: FastAPI's route answers every lookup."""
+    from serving.middleware import AccountLookupMiddleware
+
+    app = app_for(company)
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not AccountLookupMiddleware]
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_account_lane_answers_exactly_as_the_route(
+    client: TestClient, client_without_lane: TestClient, latest: pd.DataFrame
+) -> None:
+    key = READ["Authorization"].split()[1]
+    cases = [READ, ADMIN, {"Authorization": f"bearer  {key} "}, {}, {"Authorization": "Bearer wrong"}]
+    for account in [*latest["account_id"].iloc[:5], "nope", "x" * 201, "acc-001/"]:
+        for headers in cases:
+            lane = client.get(f"/v1/accounts/{account}", headers=headers, follow_redirects=False)
+            route = client_without_lane.get(
+                f"/v1/accounts/{account}", headers=headers, follow_redirects=False
+            )
+            assert (lane.status_code, lane.headers.raw, lane.content) == (
+                route.status_code, route.headers.raw, route.content,
+            )  # fmt: skip
+    assert client.get(f"/v1/accounts/{latest['account_id'].iloc[0]}", headers=READ).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "status"),
+    [
+        ("/v1/accounts/acc-001", {}, 401),
+        ("/v1/accounts/acc-001", {"Authorization": "Bearer wrong"}, 401),
+        ("/v1/accounts/acc-001", {"Authorization": "Basic abc"}, 401),
+        ("/v1/accounts/nope", READ, 404),
+        ("/v1/accounts/" + "x" * 201, READ, 422),
+        ("/v1/accounts/acc-001/", READ, 307),
+        ("/v1/accounts/", READ, 404),
+    ],
+)
+def test_account_lane_leaves_every_other_case_to_fastapi(
+    client: TestClient, path: str, headers: dict[str, str], status: int
+) -> None:
+    r = client.get(path, headers=headers, follow_redirects=False)
+    assert r.status_code == status
+    if status != 307:
+        assert set(r.json()) == {"detail", "errors"}
+    assert client.head("/v1/accounts/acc-001", headers=READ).status_code == 405
+
+
+def test_account_lane_is_off_while_scores_are_not_loaded(tmp_path: Path, company: Company) -> None:
+    with TestClient(app_for(company, scores_dir=tmp_path / "none")) as c:
+        r = c.get("/v1/accounts/acc-001", headers=READ)
+        assert r.status_code == 503 and "scores not loaded" in r.json()["detail"]
+
+
+def test_account_lane_requests_are_counted_by_route(company: Company) -> None:
+    with TestClient(app_for(company)) as c:
+        for _ in range(3):
+            assert c.get("/v1/accounts/acc-001", headers=READ).status_code == 200
+        c.get("/v1/accounts/nope", headers=READ)
+        text = c.get("/metrics").text
+    line = 'churnguard_http_requests_total{method="GET",route="/v1/accounts/{account_id}",status="200"} 3.0'
+    assert line in text
+    assert 'route="/v1/accounts/{account_id}",status="404"} 1.0' in text

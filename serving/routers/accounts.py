@@ -10,10 +10,13 @@ from serving.deps import ReaderScores
 from serving.schemas import AccountRisk, error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
+ACCOUNT_PATH = "/v1/accounts/{account_id}"  # its success case is also served by `AccountLookupMiddleware`
 
 
 @router.get(
-    "/accounts/{account_id}", response_model=AccountRisk, responses=error_responses(401, 404, 422, 503)
+    ACCOUNT_PATH.removeprefix("/v1"),
+    response_model=AccountRisk,
+    responses=error_responses(401, 404, 422, 503),
 )
 async def get_account(
     scores: ReaderScores, account_id: Annotated[str, Path(min_length=1, max_length=200)]
