@@ -20,7 +20,7 @@ from tests.conftest import REPO, tiny_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-SOURCES = ("churnguard", "pipeline", "features", "models", "serving", "dvc.yaml")
+SOURCES = ("churnguard", "pipeline", "features", "models", "serving", "dvc.yaml", ".gitignore")
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
