@@ -829,10 +829,11 @@ _COMPUTED_TEMPLATES: dict[str, tuple[str, ...]] = {
 def _computed_plan(
     feature: str, template: str, groups: dict[str, str], fixed: tuple[tuple[str, str], ...],
     keys: tuple[str, ...], float_keys: frozenset[str], language: str, rule: int,
-) -> _ColumnPlan:  # fmt: skip
+) -> _ColumnPlan | None:  # fmt: skip
     """The plan of a `_COMPUTED_TEMPLATES` feature: patterns with slots for the computed fields,
     and the companion columns `_variant` reads (`reads`: (previous, current) or (age,), each
-    the columns `_first` tries in order). Kind `rendered` when a companion is not a float column."""
+    the columns `_first` tries in order). Kind `rendered` when a companion is not a float column;
+    None (rendered one by one, reading included) when the reading itself needs that companion."""
     lang = _language(language)
     family, benign = classify_feature(feature)[0], benign_readings(feature)
     w, metric = groups.get("window", ""), groups.get("metric", "")
@@ -856,6 +857,8 @@ def _computed_plan(
     names = set(keys)
     reads = tuple(tuple(c for c in cols if c in names) for cols in reads)
     if any(c not in float_keys for cols in reads for c in cols):
+        if template == "slope_per_day":  # "flat" depends on the total (e.g. an int count column)
+            return None
         return _ColumnPlan("rendered", family, benign, {}, rule=rule)
     texts = {v: _compile(_text_for(lang, template, v, v == "missing"), fields) for v in _READINGS}
     texts["_oldest"], texts["_change"] = lang["phrases"]["oldest"], lang["phrases"]["change"]

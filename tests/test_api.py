@@ -233,6 +233,20 @@ def test_errors_never_leak_stack_traces(company: Company, caplog: pytest.LogCapt
     assert "0.123456789" not in caplog.text  # raw feature values never logged
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"rows": [{"id": "a\xffb", "features": {}}]}',
+        b'{"rows": [{"features": {"se\xffats": 1}}]}',
+        b'{"rows": [{"id": "\xed\xa0\x80", "features": {}}]}',
+    ],
+)
+def test_score_body_with_invalid_utf8_is_a_client_error(client: TestClient, body: bytes) -> None:
+    """400 (not decodable), or 422 naming the field for an encoded surrogate (json.loads reads it)."""
+    r = client.post("/v1/score", content=body, headers={**READ, "content-type": "application/json"})
+    assert r.status_code in (400, 422) and set(r.json()) == {"detail", "errors"}
+
+
 # --- hot reload, metrics ---------------------------------------------------------------------
 
 

@@ -282,3 +282,25 @@ def test_reference_formatting_equals_rounding_then_formatting() -> None:
     )
     for v in values.tolist():
         assert reasons._fmt_ref(v) == reasons._fmt(round(v, 1) if abs(v) < 100 else round(v)), v
+
+
+@pytest.mark.parametrize("total_dtype", ["int64", object, "float64"])
+def test_slope_per_day_reads_its_total_whatever_the_total_column_type(total_dtype: Any) -> None:
+    """A small slope against a large daily average reads "flat" (shown, not skipped as a healthy
+    "up") in both renderers, also when the total is an integer or object column, as in real
+    Parquet exports."""
+    X = pd.DataFrame(
+        {
+            "events_slope_90d_per_day": [0.05, 3.0, -0.05, np.nan],
+            "events_90d": np.array([9000, 90, 9000, 9000]).astype(total_dtype),
+            "nps_last": [3.0, 3.0, 3.0, 3.0],
+        }
+    )
+    names = list(X.columns)
+    contrib = np.array([[1.0, 0.0, 0.5, 0.0]] * len(X))
+    for language in ("en", "ja"):
+        got = [[(r.feature, r.family, r.text) for r in rs] for rs in reasons_from_contributions(
+            X, names, contrib, 3, language, None
+        )]  # fmt: skip
+        assert got == _row_by_row(X, names, contrib, 3, language, None)
+        assert got[0][0][0] == "events_slope_90d_per_day"  # flat: shown

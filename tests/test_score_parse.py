@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serving.routers.score import _checked_frame, _fast_batch, _validated_request, render_response
+from serving.routers.score import _Batch, _checked_frame, _fast_batch, _validated_request, render_response
 from serving.schemas import ScoreResponse
 from serving.state import ServingModel
 
@@ -93,6 +93,10 @@ def _body(rows: list[Any], **top: Any) -> bytes:
         (_body([{"features": {}}]) + b" x", False),
         (_body({"features": {}}), False),
         (b"[]", False),
+        (b'{"rows": [{"id": "a\xffb", "features": {}}]}', False),  # invalid UTF-8 in a string
+        (b'{"rows": [{"features": {"se\xffats": 1}}]}', False),  # ... in a key
+        (b'{"rows": [{"id": "\xed\xa0\x80", "features": {}}]}', False),  # an encoded surrogate
+        (b'{"rows": [{"id": "\xc0\xaf", "features": {}}]}', False),  # overlong
     ],
 )
 def test_fast_parser_agrees_with_full_validation(body: bytes, valid: bool) -> None:
@@ -117,6 +121,7 @@ def test_feature_names_need_not_be_identifiers() -> None:
     """Real exports name columns anything; models with one or no numeric feature parse too."""
     for names, cats in [
         (("a b", "class", "f0", "x-y", "ü"), {"class": frozenset({"k"})}),
+        (("a\\b", "tab\there"), {}),  # not usable as msgspec keys: the full path reads them
         (("only",), {}),
         (("plan",), {"plan": frozenset({"basic"})}),
     ]:
@@ -126,8 +131,13 @@ def test_feature_names_need_not_be_identifiers() -> None:
             fingerprint="", loaded_at=datetime.now(UTC),
         )  # fmt: skip
         row = {n: ("k" if n == "class" else "basic" if n == "plan" else 1.5) for n in names}
-        fast = _fast_batch(model, _body([{"features": row}, {"features": {}}]))
-        assert fast is not None
+        body = _body([{"features": row}, {"features": {}}])
+        fast = _fast_batch(model, body)
+        if any("\\" in n or "\t" in n for n in names):
+            assert fast is None
+            request = _validated_request(body, "application/json")
+            fast = _Batch([None, None], _checked_frame(model, request)[0], True, 3)
+        assert fast is not None and fast.frame is not None
         assert list(fast.frame.columns) == list(names)
         assert fast.frame.iloc[0].tolist() == list(row.values())
         assert fast.frame.iloc[1].isna().all()

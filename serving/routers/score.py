@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.message
 import itertools
 import json
+import logging
 import math
 import operator
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from serving.schemas import (
 from serving.state import ServingModel, ServingState
 
 router = APIRouter(prefix="/v1", tags=["score"])
+log = logging.getLogger(__name__)
 
 
 def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
@@ -164,8 +166,16 @@ class _FastReader:
 
 @lru_cache(maxsize=8)
 def _reader(names: tuple[str, ...], categorical: frozenset[str]) -> _FastReader | None:
-    """The model's decoder, built once per feature list (None: rows that wide go the full way)."""
-    return _FastReader(names, categorical) if len(names) <= MAX_FEATURES_PER_ROW else None
+    """The model's decoder, built once per feature list. None (every body goes the full way)
+    for rows that wide, or for feature names msgspec cannot use as JSON keys (a backslash,
+    a quote or a control character: LightGBM accepts some of them)."""
+    if len(names) > MAX_FEATURES_PER_ROW:
+        return None
+    try:
+        return _FastReader(names, categorical)
+    except ValueError:
+        log.info("POST /v1/score: feature names unusable by the fast parser; full validation only")
+        return None
 
 
 def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
@@ -175,7 +185,7 @@ def _fast_batch(model: ServingModel, body: bytes) -> _Batch | None:
         return None
     try:
         doc = reader.decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):  # invalid UTF-8
         return None
     feats = [row.features for row in doc.rows]
     n = len(feats)
