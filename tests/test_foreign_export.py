@@ -1,0 +1,457 @@
+"""A real company's export looks nothing like the simulator: the pipeline must not care.
+
+The tiny simulated company is given a foreign look before validation: other event names
+(dotted, Title Case, CJK, accented, one with an apostrophe), UUID / Salesforce-style /
+numeric-looking ids (case-sensitive, leading zeros), dates four years earlier in other
+time zones, yen instead of dollars, CSV files with human headers and spelling variants of
+the closed categories, a nested event folder with event ids and an extra column. Both
+runs share the content changes a real export brings (a pure-noise event type, no surveys
+table), so the foreign run differs from its reference only in look: every stage must
+run, infer the core events from the new vocabulary, and produce the same features and
+the same model quality, with the company's own ids and words in its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import string
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from churnguard.simulator.config import EVENT_NAMES
+from tests.conftest import (
+    Tiny,
+    features_stage,
+    snapshots_stage,
+    tiny_params,
+    train_stage,
+    validate_stage,
+)
+
+pytestmark = pytest.mark.slow
+
+# Four years with one leap day each side (2024-02-29 -> 2020-02-29): every date keeps its
+# month and day, so the monthly snapshot calendar has the same shape in the foreign period.
+SHIFT = pd.Timedelta(days=1461)
+# Dollars to yen at a power of two: the conversion is exact in floating point, so it changes
+# no information (any rate would do for the model; this one lets features compare exactly).
+RATE = 128.0
+NOISE_EVENT = "heartbeat"  # the reference run's name of the pure-noise event type
+
+FOREIGN_EVENTS = {
+    "login": "User's Session Started",  # an apostrophe: core events are quoted into SQL
+    "dashboard_viewed": "ダッシュボード表示",
+    "report_viewed": "Rapport consulté",
+    "report_created": "evt.invoice.create",
+    "export_csv": "evt.ledger.export",
+    "integration_sync": "ERP-Abgleich",
+    "invite_sent": "Teammate Invited",
+    "api_call": "api:v2:request",
+    "comment_added": "评论已添加",
+    "alert_configured": "Alert Rule Saved",
+    "workflow_automated": "evt.automation.run",
+    "search_performed": "Search",
+    "file_uploaded": "Attachment Uploaded",
+    "settings_changed": "Préférences modifiées",
+    NOISE_EVENT: "$autocapture ping",
+}
+SEGMENTS = {"smb": "Small Business", "mid_market": "Scale-Up", "enterprise": "Konzern"}
+PLANS = {"starter": "Basis", "business": "Pro Plus", "enterprise": "Unlimited"}
+ROLES = {"admin": "Admin", "champion": "Champion", "member": "Member"}
+BILLING = {"monthly": "MONTHLY", "annual": "Annual"}
+CATEGORIES = {"bug": "Bug", "feature_request": "Feature Request", "question": "Question", "other": "Other"}
+SEVERITIES = {"low": "LOW", "medium": "Medium", "high": "high ", "urgent": "Urgent"}
+MONEY_FEATURES = ("mrr", "mrr_change_90d")
+AUC_TOLERANCE = 0.02
+
+
+def normalise(name: str) -> str:
+    """A category as validation cleans it (docs/data_contract.md: trimmed, lower-cased,
+    runs of spaces and hyphens to `_`)."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class Look:
+    """The foreign look given to the company: old id -> new id per kind."""
+
+    accounts: dict[str, str]
+    users: dict[str, str]
+    tickets: dict[str, str]
+
+
+def _uuid(rng: random.Random) -> str:
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _account_ids(old: list[str], rng: random.Random) -> dict[str, str]:
+    """Upper- and lower-case UUIDs, 18-character CRM ids (some pairs differing only in
+    case) and numeric-looking ids with leading zeros."""
+    new: dict[str, str] = {}
+    twin: str | None = None
+    for i, acc in enumerate(old):
+        kind = i % 4
+        if kind == 0:
+            new[acc] = _uuid(rng).upper()
+        elif kind == 1:
+            new[acc] = _uuid(rng)
+        elif kind == 2 and twin is not None:
+            new[acc], twin = twin.swapcase(), None
+        elif kind == 2:
+            twin = "001" + "".join(rng.choice(string.ascii_letters) for _ in range(15))
+            new[acc] = twin
+        else:
+            new[acc] = f"{rng.randrange(10**7):09d}"
+    assert len(set(new.values())) == len(new)
+    return new
+
+
+def _numeric_ids(old: pd.Series, below: int, fmt: str, rng: random.Random) -> dict[str, str]:
+    """Distinct numbers under `below`, formatted as text (ids that look like numbers)."""
+    keys = sorted(old)
+    return {k: fmt.format(n) for k, n in zip(keys, rng.sample(range(below), len(keys)), strict=True)}
+
+
+def add_noise_drop_surveys(sim: Path, out: Path, seed: int = 11) -> None:
+    """The content both runs share: a pure-noise event type (random users of 40% of the
+    accounts at uniform random times) and no surveys table (optional in the contract)."""
+    out.mkdir(parents=True)
+    for name in ("accounts", "subscriptions", "users", "tickets"):
+        (out / f"{name}.parquet").write_bytes((sim / f"{name}.parquet").read_bytes())
+    events_dir = out / "usage_events"
+    events_dir.mkdir()
+    for part in sorted((sim / "usage_events").glob("*.parquet")):
+        (events_dir / part.name).write_bytes(part.read_bytes())
+    events = pd.read_parquet(sim / "usage_events")
+    users = pd.read_parquet(sim / "users.parquet")
+    rng = np.random.default_rng(seed)
+    accounts = users["account_id"].unique()
+    chosen = rng.choice(accounts, size=int(0.4 * len(accounts)), replace=False)
+    pool = users.loc[users["account_id"].isin(chosen)].reset_index(drop=True)
+    n = len(events) // 50
+    pick = pool.iloc[rng.integers(0, len(pool), n)]
+    lo, hi = events["timestamp"].min().value, events["timestamp"].max().value
+    noise = pd.DataFrame(
+        {
+            "account_id": pick["account_id"].to_numpy(),
+            "user_id": pick["user_id"].to_numpy(),
+            "timestamp": pd.to_datetime(np.sort(rng.integers(lo, hi, n)), utc=True).as_unit("us"),
+            "event": NOISE_EVENT,
+            "quantity": 1.0,
+        }
+    )
+    noise.to_parquet(events_dir / "part-noise.parquet", index=False)
+
+
+def _stamp(col: pd.Series, tz: str) -> pd.Series:
+    """Shifted to the foreign period, as ISO-8601 text in a local time zone (blank when missing)."""
+    local = (col - SHIFT).dt.tz_convert(tz)
+    return local.map(lambda ts: "" if pd.isna(ts) else ts.isoformat())
+
+
+def foreignise(src: Path, out: Path, seed: int = 5) -> Look:
+    """The same company as another vendor would export it (see the module docstring)."""
+    rng = random.Random(seed)
+    accounts = pd.read_parquet(src / "accounts.parquet")
+    subs = pd.read_parquet(src / "subscriptions.parquet")
+    users = pd.read_parquet(src / "users.parquet")
+    tickets = pd.read_parquet(src / "tickets.parquet")
+    events = pd.read_parquet(src / "usage_events")
+    look = Look(
+        accounts=_account_ids(sorted(accounts["account_id"]), rng),
+        users=_numeric_ids(users["user_id"], 10**8, "{:09d}", rng),  # always a leading zero
+        tickets=_numeric_ids(tickets["ticket_id"], 10**6, "{:d}", rng),
+    )
+    out.mkdir(parents=True)
+
+    pd.DataFrame(
+        {
+            "Account ID": accounts["account_id"].map(look.accounts),
+            "Created At": _stamp(accounts["created_at"], "Asia/Tokyo"),
+            "Name": accounts["name"],
+            "Segment": accounts["segment"].map(SEGMENTS),
+            "Industry": accounts["industry"].str.replace("_", " ").str.title(),
+            "Country": accounts["country"].str.lower(),
+            "CRM Owner": "kam@example.jp",
+        }
+    ).to_csv(out / "accounts.csv", index=False)
+    pd.DataFrame(
+        {
+            "user-id": users["user_id"].map(look.users),
+            "Account ID": users["account_id"].map(look.accounts),
+            "Created At": _stamp(users["created_at"], "Europe/Berlin"),
+            "Role": users["role"].map(ROLES),
+            "Deactivated At": _stamp(users["deactivated_at"], "Europe/Berlin"),
+        }
+    ).to_csv(out / "users.csv", index=False)
+    pd.DataFrame(
+        {
+            "Ticket ID": tickets["ticket_id"].map(look.tickets),
+            "Account ID": tickets["account_id"].map(look.accounts),
+            "Created At": _stamp(tickets["created_at"], "America/Sao_Paulo"),
+            "Category": tickets["category"].map(CATEGORIES),
+            "Severity": tickets["severity"].map(SEVERITIES),
+            "First Response At": _stamp(tickets["first_response_at"], "America/Sao_Paulo"),
+            "Resolved At": _stamp(tickets["resolved_at"], "America/Sao_Paulo"),
+            "Escalated": tickets["escalated"].map({True: "yes", False: "no"}),
+            "CSAT": tickets["csat"].map(lambda v: "" if pd.isna(v) else str(int(v))),
+        }
+    ).to_csv(out / "tickets.csv", index=False)
+    shifted = {c: subs[c] - SHIFT for c in ("start_date", "end_date", "canceled_at")}
+    subs.assign(
+        account_id=subs["account_id"].map(look.accounts),
+        subscription_id=[f"SUB-{_uuid(rng)[:13].upper()}" for _ in range(len(subs))],
+        mrr=subs["mrr"] * RATE,
+        plan=subs["plan"].map(PLANS),
+        billing_period=subs["billing_period"].map(BILLING),
+        **shifted,
+    ).to_parquet(out / "subscriptions.parquet", index=False)
+
+    events = events.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    foreign = pd.DataFrame(
+        {
+            "event_id": [_uuid(rng) for _ in range(len(events))],
+            "timestamp": (events["timestamp"] - SHIFT).dt.tz_convert("Asia/Tokyo"),
+            "event": events["event"].map(FOREIGN_EVENTS),
+            "user_id": events["user_id"].map(look.users),
+            "account_id": events["account_id"].map(look.accounts),
+            "quantity": events["quantity"],
+            "properties": '{"source": "web"}',
+        }
+    )
+    assert foreign.notna().all().all(), "every event, user and account has a foreign name"
+    year = foreign["timestamp"].dt.year
+    for y in sorted(year.unique()):
+        part = out / "usage_events" / f"year={y}" / "export.parquet"
+        part.parent.mkdir(parents=True)
+        foreign.loc[year == y].to_parquet(part, index=False)
+    return look
+
+
+def _evaluate(t: Tiny) -> dict:
+    from pipeline import evaluate
+
+    evaluate.main(
+        [
+            "--model", str(t.model),
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--metrics", str(t.metrics / "evaluate.json"),
+            "--plots", str(t.plots),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return json.loads((t.metrics / "evaluate.json").read_text(encoding="utf-8"))
+
+
+def _explain(t: Tiny) -> None:
+    from pipeline import explain
+
+    explain.main(
+        [
+            "--model", str(t.model),
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--out", str(t.explanations),
+            "--global-metrics", str(t.metrics / "shap_global.json"),
+            "--plots", str(t.root / "plots_explain"),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+
+
+def _score(t: Tiny) -> None:
+    from pipeline import score
+
+    score.main(
+        [
+            "--model", str(t.model),
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--explanations", str(t.explanations),
+            "--accounts", str(t.validated / "accounts.parquet"),
+            "--out", str(t.scores),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+
+
+def _retention_report(t: Tiny) -> None:
+    from pipeline import report
+
+    report.main(
+        [
+            "--validated", str(t.validated),
+            "--snapshots", str(t.snapshots),
+            "--features", str(t.features),
+            "--scores", str(t.scores),
+            "--model", str(t.model),
+            "--metrics", str(t.metrics / "report.json"),
+            "--monitoring", str(t.metrics / "monitoring.json"),
+            "--html", str(t.report_html),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+
+
+def run_pipeline(t: Tiny) -> dict:
+    """validate -> snapshots -> features -> train -> evaluate -> explain -> score -> report;
+    returns the evaluate stage's metrics."""
+    train_stage(features_stage(snapshots_stage(validate_stage(t))))
+    metrics = _evaluate(t)
+    _explain(t)
+    _score(t)
+    _retention_report(t)
+    return metrics
+
+
+@dataclass(frozen=True)
+class Runs:
+    reference: Tiny
+    foreign: Tiny
+    look: Look
+    reference_metrics: dict
+    foreign_metrics: dict
+
+
+def _company(root: Path, params: dict) -> Tiny:
+    t = Tiny(root)
+    t.params.write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return t
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_raw: Tiny, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    reference = _company(tmp_path_factory.mktemp("reference"), tiny_params())
+    add_noise_drop_surveys(tiny_raw.raw, reference.raw)
+    params = tiny_params()
+    params["features"]["currency"] = "JPY"
+    foreign = _company(tmp_path_factory.mktemp("foreign"), params)
+    look = foreignise(reference.raw, foreign.raw)
+    return Runs(reference, foreign, look, run_pipeline(reference), run_pipeline(foreign))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_foreign_export_validates_without_quarantine(runs: Runs) -> None:
+    ref, report = (_read_json(t.validated / "validation_report.json") for t in (runs.reference, runs.foreign))
+    assert report["totals"]["rows_quarantined"] == 0
+    assert report["totals"]["rows_in"] == ref["totals"]["rows_in"]
+    assert report["tables_absent"] == ["surveys"]
+    assert pd.Timestamp(report["data_end"]) == pd.Timestamp(ref["data_end"]) - SHIFT
+    # the spelling variants of closed categories were repaired, not quarantined
+    assert report["tables"]["tickets"]["repairs"]["normalised_category"] > 0
+
+    from churnguard import tables
+
+    accounts = tables.read_clean(runs.foreign.validated, "accounts")
+    users = tables.read_clean(runs.foreign.validated, "users")
+    assert accounts is not None and users is not None
+    assert set(accounts["account_id"]) == set(runs.look.accounts.values())  # case kept
+    assert set(users["user_id"]) == set(runs.look.users.values())  # leading zeros kept
+    events = pd.read_parquet(runs.foreign.validated / "usage_events")
+    assert set(events["event"]) == {normalise(e) for e in FOREIGN_EVENTS.values()}
+    assert events["timestamp"].max() < pd.Timestamp("2021-07-01")
+
+
+def test_core_events_inferred_from_the_new_vocabulary(runs: Runs) -> None:
+    ref, foreign = (_read_json(t.metrics / "features.json") for t in (runs.reference, runs.foreign))
+    assert foreign["core_events_source"] == "inferred"
+    assert len(foreign["core_events"]) == tiny_params()["features"]["core_events_top_n"]
+    assert not set(foreign["core_events"]) & (set(EVENT_NAMES) | {NOISE_EVENT})
+    assert normalise(FOREIGN_EVENTS[NOISE_EVENT]) not in foreign["core_events"]
+    assert foreign["core_events"] == [normalise(FOREIGN_EVENTS[e]) for e in ref["core_events"]]
+
+
+def _in_reference_terms(features: pd.DataFrame, look: Look) -> pd.DataFrame:
+    """The foreign features with the reference's ids, dates, currency and category names."""
+    out = features.copy()
+    out["account_id"] = out["account_id"].map({v: k for k, v in look.accounts.items()})
+    out["snapshot_date"] = out["snapshot_date"] + SHIFT
+    out["segment"] = out["segment"].map({normalise(v): k for k, v in SEGMENTS.items()})
+    out["plan"] = out["plan"].map({normalise(v): k for k, v in PLANS.items()})
+    for col in MONEY_FEATURES:
+        out[col] = out[col] / RATE
+    return out.sort_values(["account_id", "snapshot_date"]).reset_index(drop=True)
+
+
+def test_features_carry_the_same_information(runs: Runs) -> None:
+    ref = pd.read_parquet(runs.reference.features)
+    foreign = pd.read_parquet(runs.foreign.features)
+    assert foreign["health_score"].notna().all()
+    assert foreign["health_score"].between(0, 100).all()
+    assert foreign["events_30d"].gt(0).mean() > 0.5
+    assert foreign["core_event_adoption_30d_share"].notna().mean() > 0.5
+    expected = ref.sort_values(["account_id", "snapshot_date"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(_in_reference_terms(foreign, runs.look), expected, check_dtype=False)
+
+
+def test_model_quality_is_unchanged_by_the_look(runs: Runs) -> None:
+    ref_auc = runs.reference_metrics["test"]["roc_auc"]
+    auc = runs.foreign_metrics["test"]["roc_auc"]
+    print(f"test ROC-AUC: reference {ref_auc:.6f}, foreign {auc:.6f}")
+    assert auc > 0.6
+    assert abs(auc - ref_auc) <= AUC_TOLERANCE
+
+
+def _reasons(scores: pd.DataFrame) -> dict[str, list[dict]]:
+    return {a: json.loads(r) for a, r in zip(scores["account_id"], scores["reasons"], strict=True)}
+
+
+def test_scores_list_the_foreign_ids_and_words(runs: Runs) -> None:
+    latest = pd.read_parquet(runs.foreign.scores / "latest.parquet")
+    ref_latest = pd.read_parquet(runs.reference.scores / "latest.parquet")
+    assert len(latest) == len(ref_latest) > 0
+    assert set(latest["account_id"]) == {runs.look.accounts[a] for a in ref_latest["account_id"]}
+    assert latest["health_score"].notna().all()
+    reasons = _reasons(latest)
+    texts = [str(r["text"]) for rs in reasons.values() for r in rs]
+    assert texts and all(texts)
+    # the same model explains the same accounts by the same features
+    ref_reasons = {runs.look.accounts[a]: rs for a, rs in _reasons(ref_latest).items()}
+    assert {a: [r["feature"] for r in rs] for a, rs in reasons.items()} == {
+        a: [r["feature"] for r in rs] for a, rs in ref_reasons.items()
+    }
+    sim_words = re.compile(r"\b(" + "|".join(map(re.escape, [*EVENT_NAMES, NOISE_EVENT, "acc_"])) + r")")
+    assert not [t for t in texts if sim_words.search(t)]
+
+
+def test_retention_report_covers_the_foreign_period(runs: Runs) -> None:
+    ref, foreign = (_read_json(t.metrics / "report.json") for t in (runs.reference, runs.foreign))
+    years = SHIFT.days // 365
+    assert list(foreign["by_month"]) == [f"{int(m[:4]) - years}{m[4:]}" for m in ref["by_month"]]
+    assert foreign["by_month"] and all(m < "2021-07" for m in foreign["by_month"])
+    for rate in ("logo_retention_rate", "renewal_rate", "gross_revenue_retention", "net_revenue_retention"):
+        assert foreign["overall"][rate] == pytest.approx(ref["overall"][rate], rel=1e-9)
+    assert set(foreign["by_segment"]) == {normalise(SEGMENTS[s]) for s in ref["by_segment"]}
+
+
+def test_weekly_calendar_on_the_foreign_export(runs: Runs, tmp_path: Path) -> None:
+    params = yaml.safe_load(runs.foreign.params.read_text(encoding="utf-8"))
+    params["snapshots"]["freq"] = "weekly"
+    weekly = _company(tmp_path, params)
+    from pipeline import snapshots
+
+    out = tmp_path / "weekly.parquet"
+    snapshots.main(
+        ["--validated", str(runs.foreign.validated), "--out", str(out), "--params", str(weekly.params)]
+    )
+    snaps = pd.read_parquet(out)
+    dates = pd.DatetimeIndex(snaps.loc[~snaps["is_scoring_date"], "snapshot_date"].unique())
+    assert len(dates) > 50 and (dates.dayofweek == 0).all()
+    assert dates.min() >= pd.Timestamp("2020-01-01") and dates.max() < pd.Timestamp("2021-07-01")
+    # a label depends on the date, never on the calendar: weekly and monthly agree where they meet
+    monthly = pd.read_parquet(runs.foreign.snapshots)
+    both = monthly.merge(snaps, on=["account_id", "snapshot_date"], suffixes=("_m", "_w"))
+    assert len(both) > 0
+    pd.testing.assert_series_equal(both["label_m"], both["label_w"], check_names=False)
