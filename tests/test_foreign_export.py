@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import string
 import uuid
 from dataclasses import dataclass
@@ -456,18 +457,22 @@ def test_weekly_calendar_on_the_foreign_export(runs: Runs, tmp_path: Path) -> No
     params = yaml.safe_load(runs.foreign.params.read_text(encoding="utf-8"))
     params["snapshots"]["freq"] = "weekly"
     weekly = _company(tmp_path, params)
-    from pipeline import snapshots
-
-    out = tmp_path / "weekly.parquet"
-    snapshots.main(
-        ["--validated", str(runs.foreign.validated), "--out", str(out), "--params", str(weekly.params)]
-    )
-    snaps = pd.read_parquet(out)
+    shutil.copytree(runs.foreign.validated, weekly.validated)
+    features_stage(snapshots_stage(weekly))
+    snaps = pd.read_parquet(weekly.snapshots)
     dates = pd.DatetimeIndex(snaps.loc[~snaps["is_scoring_date"], "snapshot_date"].unique())
-    assert len(dates) > 50 and (dates.dayofweek == 0).all()
+    assert len(dates) > 50 and (dates.day_of_week == 0).all()
     assert dates.min() >= pd.Timestamp("2020-01-01") and dates.max() < pd.Timestamp("2021-07-01")
-    # a label depends on the date, never on the calendar: weekly and monthly agree where they meet
-    monthly = pd.read_parquet(runs.foreign.snapshots)
-    both = monthly.merge(snaps, on=["account_id", "snapshot_date"], suffixes=("_m", "_w"))
-    assert len(both) > 0
-    pd.testing.assert_series_equal(both["label_m"], both["label_w"], check_names=False)
+    core = _read_json(weekly.metrics / "features.json")["core_events"]
+    assert sorted(core) == sorted(_read_json(runs.foreign.metrics / "features.json")["core_events"])
+    # labels and features depend on the date, never on the calendar: where the weekly and
+    # the monthly calendar meet (Mondays that are the 1st, and the scoring date) they agree
+    keys = ["account_id", "snapshot_date"]
+    monthly = pd.read_parquet(runs.foreign.snapshots).merge(pd.read_parquet(runs.foreign.features), on=keys)
+    weekly_rows = snaps.merge(pd.read_parquet(weekly.features), on=keys)
+    both = monthly.merge(weekly_rows[keys], on=keys)
+    assert both["snapshot_date"].nunique() >= 3
+    same = weekly_rows.merge(both[keys], on=keys)[both.columns]
+    pd.testing.assert_frame_equal(
+        both.sort_values(keys, ignore_index=True), same.sort_values(keys, ignore_index=True)
+    )
