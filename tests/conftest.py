@@ -200,11 +200,9 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return run_stages_to_model(t)
 
 
-@pytest.fixture(scope="session")
-def tiny_explained(tiny_model: Tiny) -> Tiny:
+def explain_stage(t: Tiny) -> Tiny:
     from pipeline import explain
 
-    t = tiny_model
     explain.main(
         [
             "--model", str(t.model),
@@ -219,11 +217,9 @@ def tiny_explained(tiny_model: Tiny) -> Tiny:
     return t
 
 
-@pytest.fixture(scope="session")
-def tiny_scores(tiny_explained: Tiny) -> Tiny:
+def score_stage(t: Tiny) -> Tiny:
     from pipeline import score
 
-    t = tiny_explained
     score.main(
         [
             "--model", str(t.model),
@@ -238,11 +234,9 @@ def tiny_scores(tiny_explained: Tiny) -> Tiny:
     return t
 
 
-@pytest.fixture(scope="session")
-def tiny_reported(tiny_scores: Tiny) -> Tiny:
+def report_stage(t: Tiny) -> Tiny:
     from pipeline import report
 
-    t = tiny_scores
     report.main(
         [
             "--validated", str(t.validated),
@@ -257,3 +251,18 @@ def tiny_reported(tiny_scores: Tiny) -> Tiny:
         ]
     )  # fmt: skip
     return t
+
+
+@pytest.fixture(scope="session")
+def tiny_explained(tiny_model: Tiny) -> Tiny:
+    return explain_stage(tiny_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_scores(tiny_explained: Tiny) -> Tiny:
+    return score_stage(tiny_explained)
+
+
+@pytest.fixture(scope="session")
+def tiny_reported(tiny_scores: Tiny) -> Tiny:
+    return report_stage(tiny_scores)

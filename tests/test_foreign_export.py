@@ -31,7 +31,10 @@ import yaml
 from churnguard.simulator.config import EVENT_NAMES
 from tests.conftest import (
     Tiny,
+    explain_stage,
     features_stage,
+    report_stage,
+    score_stage,
     snapshots_stage,
     tiny_params,
     train_stage,
@@ -267,64 +270,12 @@ def _evaluate(t: Tiny) -> dict:
     return json.loads((t.metrics / "evaluate.json").read_text(encoding="utf-8"))
 
 
-def _explain(t: Tiny) -> None:
-    from pipeline import explain
-
-    explain.main(
-        [
-            "--model", str(t.model),
-            "--features", str(t.features),
-            "--snapshots", str(t.snapshots),
-            "--out", str(t.explanations),
-            "--global-metrics", str(t.metrics / "shap_global.json"),
-            "--plots", str(t.root / "plots_explain"),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-
-
-def _score(t: Tiny) -> None:
-    from pipeline import score
-
-    score.main(
-        [
-            "--model", str(t.model),
-            "--features", str(t.features),
-            "--snapshots", str(t.snapshots),
-            "--explanations", str(t.explanations),
-            "--accounts", str(t.validated / "accounts.parquet"),
-            "--out", str(t.scores),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-
-
-def _retention_report(t: Tiny) -> None:
-    from pipeline import report
-
-    report.main(
-        [
-            "--validated", str(t.validated),
-            "--snapshots", str(t.snapshots),
-            "--features", str(t.features),
-            "--scores", str(t.scores),
-            "--model", str(t.model),
-            "--metrics", str(t.metrics / "report.json"),
-            "--monitoring", str(t.metrics / "monitoring.json"),
-            "--html", str(t.report_html),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-
-
 def run_pipeline(t: Tiny) -> dict:
     """validate -> snapshots -> features -> train -> evaluate -> explain -> score -> report;
     returns the evaluate stage's metrics."""
     train_stage(features_stage(snapshots_stage(validate_stage(t))))
     metrics = _evaluate(t)
-    _explain(t)
-    _score(t)
-    _retention_report(t)
+    report_stage(score_stage(explain_stage(t)))
     return metrics
 
 
