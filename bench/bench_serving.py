@@ -87,6 +87,7 @@ def build_setup(root: Path, n_accounts: int, extra_features: int) -> tuple[Path,
         accounts=root / "accounts.parquet",
         out=root / "scores",
         params=ScoreParams(),
+        currency="USD",
     )
     rows_frame = features.sample(1000, replace=len(features) < 1000, random_state=0)
     rows = []

@@ -141,13 +141,15 @@ def _print_at_risk_table(rows: Any, latest: Any) -> None:
     from rich.table import Table
 
     first = latest.iloc[0]
+    unit = _unit(first.get("currency"))
     table = Table(
         title=f"At-risk accounts · {first['snapshot_date']:%Y-%m-%d} · model {first['model_version']}",
         caption=f"{len(rows)} of {len(latest)} active accounts shown",
     )
     for col, just in [("account", "left"), ("segment", "left"), ("risk", "right"), ("Δ", "right"),
-                      ("tier", "left"), ("health", "right"), ("ARR", "right"), ("exp. loss", "right"),
-                      ("renewal", "right"), ("top reason → action", "left")]:  # fmt: skip
+                      ("tier", "left"), ("health", "right"), (f"ARR{unit}", "right"),
+                      (f"exp. loss{unit}", "right"), ("renewal", "right"),
+                      ("top reason → action", "left")]:  # fmt: skip
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in rows.itertuples(index=False):
         name = r.name if isinstance(r.name, str) else ""
@@ -162,6 +164,17 @@ def _print_at_risk_table(rows: Any, latest: Any) -> None:
         )  # fmt: skip
     # A pipe or a file gets the full table, not one squeezed to 80 columns.
     Console(width=None if sys.stdout.isatty() else 220).print(table)
+
+
+def _unit(currency: Any) -> str:
+    """' (EUR)' for a header; '' when the scores predate the `currency` column."""
+    return f" ({currency})" if isinstance(currency, str) and currency else ""
+
+
+def _money(value: Any, currency: Any) -> str:
+    """'12,000 EUR', or the bare figure when the currency is unknown ('' when the figure is)."""
+    text = _fmt(value, "{:,.0f}")
+    return f"{text} {currency}" if text and isinstance(currency, str) and currency else text
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -202,8 +215,8 @@ def explain(
         f"{rec['account_id']} {rec.get('name') or ''}".strip() + f" · {rec.get('segment') or ''}",
         f"scores of {rec['snapshot_date'][:10]} · model {rec['model_version']}",
         f"churn risk: {rec['risk']:.1%} ({rec['risk_tier']}){change}",
-        f"ARR {_fmt(rec.get('arr'), '{:,.0f}')}"
-        f" · expected loss {_fmt(rec.get('expected_arr_lost'), '{:,.0f}')}"
+        f"ARR {_money(rec.get('arr'), rec.get('currency'))}"
+        f" · expected loss {_money(rec.get('expected_arr_lost'), rec.get('currency'))}"
         f" · renewal in {_fmt(rec.get('days_to_renewal'), '{:.0f}')} days"
         f" ({(rec.get('renewal_date') or '')[:10]})",
         f"health score: {_fmt(rec.get('health_score'), '{:.0f}')} ({rec.get('health_tier') or ''})",

@@ -6,11 +6,12 @@ Each stage owns its section: it defines a pydantic model for it and calls
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from churnguard.errors import InputError
 
@@ -23,6 +24,26 @@ class Section(BaseModel):
     """Base for a params.yaml section: strict about unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_currency(code: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", code):
+        raise ValueError(
+            f"{code!r} is not a currency code; use 3 upper-case letters (ISO 4217), e.g. USD, EUR, JPY"
+        )
+    return code
+
+
+DEFAULT_CURRENCY = "USD"
+CurrencyCode = Annotated[str, AfterValidator(_check_currency)]
+
+
+class CurrencyParams(BaseModel):
+    """Only `currency` of the `features` section (which the features stage validates in full)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    currency: CurrencyCode = DEFAULT_CURRENCY
 
 
 class DataParams(Section):
@@ -52,3 +73,8 @@ def load_section(name: str, model: type[M], path: Path = DEFAULT_PARAMS) -> M:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InputError(f"{path}: {name}.{where}: {first['msg']}") from exc
+
+
+def load_currency(path: Path = DEFAULT_PARAMS) -> str:
+    """`features.currency`: the unit of every money figure in the input (ARR, MRR)."""
+    return load_section("features", CurrencyParams, path).currency

@@ -112,12 +112,14 @@ def build_scores(
     tiers: TierThresholds,
     model_version: str,
     scored_at: pd.Timestamp,
+    currency: str,
 ) -> pd.DataFrame:
     """The at-risk list, ranked by expected ARR lost.
 
     `scoring` holds one row per account active at the scoring date, with the snapshot
     columns (arr, segment, renewal_date, days_to_renewal, billing_period), `name`, and the
     health columns. `previous` is the score history without the rows this run replaces.
+    `currency` (ISO 4217) is the unit of `arr` and `expected_arr_lost`: the last column.
     """
     if len(scoring) != len(risk):
         raise ValueError("one risk per scoring row expected")
@@ -142,6 +144,7 @@ def build_scores(
     out["risk_change"] = _risk_change(out, previous)
     out["model_version"] = model_version
     out["scored_at"] = scored_at
+    out["currency"] = currency
     out = out.sort_values(["expected_arr_lost", "risk"], ascending=False, na_position="last", kind="stable")
     return out.reset_index(drop=True)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from pydantic import Field
 
 from churnguard.contract import TABLES
-from churnguard.params import Section
+from churnguard.params import DEFAULT_CURRENCY, CurrencyCode, Section
 from features.contract_features import build_contract_features, finish_contract_features
 from features.engine import Engine
 from features.health import HealthParams, compute_health
@@ -74,7 +74,7 @@ class FeatureParams(Section):
     onboarding_days: int = 120
     onboarding_min_users: int = 3
     survey_wave_days: int = 90
-    currency: str = "USD"
+    currency: CurrencyCode = DEFAULT_CURRENCY  # ISO 4217 code of mrr/arr in the export
     text: TextParams = Field(default_factory=TextParams)
     engine: EngineParams = Field(default_factory=EngineParams)
 

@@ -1,8 +1,10 @@
 """Score stage: the current at-risk list for every account active at the data's end date.
 
 Writes `latest.parquet`, `latest.csv` (for a spreadsheet) and appends to `history.parquet`
-in the output folder. Files are written to a temporary name and renamed, so a service
-polling the folder never reads half a file.
+in the output folder. The latest files end with a `currency` column (`features.currency`:
+the unit of `arr` and `expected_arr_lost`); the history holds no money, so no currency.
+Files are written to a temporary name and renamed, so a service polling the folder never
+reads half a file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from churnguard.errors import InputError
-from churnguard.params import DEFAULT_PARAMS, load_section
+from churnguard.params import DEFAULT_PARAMS, load_currency, load_section
 from churnguard.scores import (
     TOP_REASONS,
     ScoreParams,
@@ -129,6 +131,7 @@ def run(
     accounts: Path | None,
     out: Path,
     params: ScoreParams,
+    currency: str,
     scored_at: pd.Timestamp | None = None,
 ) -> dict[str, Any]:
     """Score active accounts, write latest + CSV + history; return a summary."""
@@ -157,7 +160,14 @@ def run(
     kept = split_history(history, snapshot_date, bundle.version)
     now = scored_at if scored_at is not None else pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s")
     latest = build_scores(
-        rows, risk, reasons, kept, tiers=params.tiers, model_version=bundle.version, scored_at=now
+        rows,
+        risk,
+        reasons,
+        kept,
+        tiers=params.tiers,
+        model_version=bundle.version,
+        scored_at=now,
+        currency=currency,
     )
     latest["scored_at"] = latest["scored_at"].astype("datetime64[us]")
     new_history = append_history(kept, latest)
@@ -173,6 +183,7 @@ def run(
         "high": int((latest["risk_tier"] == "high").sum()),
         "medium": int((latest["risk_tier"] == "medium").sum()),
         "expected_arr_lost": float(np.nansum(latest["expected_arr_lost"])),
+        "currency": currency,
         "history_rows": len(new_history),
     }
     log.info("scored %s", json.dumps(summary))
@@ -199,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         accounts=args.accounts,
         out=args.out,
         params=params,
+        currency=load_currency(args.params),
     )
 
 

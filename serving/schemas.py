@@ -64,6 +64,12 @@ class RiskItem(BaseModel):
     health_tier: str | None = None
     arr: float | None = None
     expected_arr_lost: float | None = Field(None, description="risk × ARR")
+    currency: str | None = Field(
+        None,
+        description="ISO 4217 code of `arr` and `expected_arr_lost` (params `features.currency`); "
+        "null for scores written before the score stage recorded it.",
+        examples=["USD"],
+    )
     renewal_date: date | None = None
     days_to_renewal: int | None = None
     billing_period: str | None = None
@@ -91,6 +97,7 @@ class AccountRisk(RiskItem):
                     "health_components": {"health_usage": 22.0, "health_support": 55.0},
                     "arr": 22080.0,
                     "expected_arr_lost": 9052.8,
+                    "currency": "USD",
                     "renewal_date": "2026-04-15",
                     "days_to_renewal": 45,
                     "billing_period": "annual",
@@ -119,6 +126,9 @@ class AtRiskPage(BaseModel):
     model_version: str
     snapshot_date: date
     scored_at: datetime
+    currency: str | None = Field(
+        None, description="ISO 4217 code of the items' money figures (null: not recorded).", examples=["USD"]
+    )
     total: int = Field(description="Accounts matching the filters (before pagination).")
     offset: int
     limit: int

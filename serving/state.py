@@ -38,7 +38,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "account_id", "name", "segment", "snapshot_date", "risk", "risk_tier", "risk_change",
     "health_score", "health_tier", "arr", "expected_arr_lost", "renewal_date", "days_to_renewal",
     "billing_period", "reason_1", "action_1", "reason_2", "action_2", "reason_3", "action_3",
-    "model_version", "scored_at",
+    "model_version", "scored_at", "currency",
 )  # fmt: skip
 
 
@@ -120,6 +120,7 @@ class ScoreStore:
     snapshot_date: pd.Timestamp
     scored_at: datetime
     model_version: str
+    currency: str | None  # ISO 4217 code of the money figures; None in scores older than the column
     account_json: dict[str, bytes]
     accounts: dict[str, AccountRisk]
     item_json: list[bytes]
@@ -127,7 +128,7 @@ class ScoreStore:
     csv_rows: list[str]
     columns: dict[str, np.ndarray]
     segments: tuple[str, ...]
-    meta_json: bytes  # '"model_version":..,"snapshot_date":..,"scored_at":..' for list responses
+    meta_json: bytes  # '"model_version":..,"snapshot_date":..,"scored_at":..,"currency":..' for lists
     fingerprint: str
     loaded_at: datetime
 
@@ -223,6 +224,7 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
             "health_tier": _text(rec.get("health_tier")),
             "arr": _num(rec.get("arr")),
             "expected_arr_lost": _num(rec.get("expected_arr_lost")),
+            "currency": _text(rec.get("currency")),
             "renewal_date": None if _ts(rec.get("renewal_date")) is None else _ts(rec["renewal_date"]).date(),
             "days_to_renewal": _int(rec.get("days_to_renewal")),
             "billing_period": _text(rec.get("billing_period")),
@@ -245,13 +247,17 @@ def build_store(latest: pd.DataFrame, history: pd.DataFrame | None, fingerprint:
     snapshot_date = pd.Timestamp(latest["snapshot_date"].max())
     scored_at = _ts(latest["scored_at"].max())
     meta = _Meta(
-        model_version=str(first["model_version"]), snapshot_date=snapshot_date.date(), scored_at=scored_at
+        model_version=str(first["model_version"]),
+        snapshot_date=snapshot_date.date(),
+        scored_at=scored_at,
+        currency=_text(first.get("currency")),  # one run, one currency; absent in older files
     )
     segs: Any = latest["segment"].dropna().astype(str).unique() if "segment" in latest else []
     return ScoreStore(
         snapshot_date=snapshot_date,
         scored_at=scored_at,
         model_version=meta.model_version,
+        currency=meta.currency,
         account_json=account_json,
         accounts=accounts,
         item_json=item_json,
@@ -269,6 +275,7 @@ class _Meta(BaseModel):
     model_version: str
     snapshot_date: date
     scored_at: datetime
+    currency: str | None
 
 
 def _csv_line(rec: dict[str, Any]) -> str:

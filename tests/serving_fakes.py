@@ -184,8 +184,12 @@ def set_scoring_date(c: Company, index: int) -> pd.Timestamp:
     return pd.Timestamp(dates[index])
 
 
-def score_history(c: Company, model_version: str = "1") -> None:
-    """Run the score stage for every snapshot date in turn, as weekly runs would."""
+def score_history(c: Company, model_version: str = "1", currency: str = "EUR") -> None:
+    """Run the score stage for every snapshot date in turn, as weekly runs would.
+
+    Fake companies report in euros: a unit that is not the params default (USD) shows
+    where a figure's currency is really carried through.
+    """
     import pipeline.score as stage
     from churnguard.scores import ScoreParams
 
@@ -194,7 +198,8 @@ def score_history(c: Company, model_version: str = "1") -> None:
         d = set_scoring_date(c, i)
         stage.run(
             model=c.model, features=c.features, snapshots=c.snapshots, explanations=c.explanations,
-            accounts=c.accounts, out=c.scores, params=ScoreParams(), scored_at=d + pd.Timedelta(hours=6),
+            accounts=c.accounts, out=c.scores, params=ScoreParams(), currency=currency,
+            scored_at=d + pd.Timedelta(hours=6),
         )  # fmt: skip
 
 

@@ -59,7 +59,8 @@ def test_scores_and_model_swap_without_failed_requests(tmp_path: Path, monkeypat
                 stage.run(
                     model=company.model, features=company.features, snapshots=company.snapshots,
                     explanations=company.explanations, accounts=company.accounts, out=company.scores,
-                    params=ScoreParams(), scored_at=pd.Timestamp("2026-03-02") + pd.Timedelta(hours=i),
+                    params=ScoreParams(), currency="EUR",
+                    scored_at=pd.Timestamp("2026-03-02") + pd.Timedelta(hours=i),
                 )  # fmt: skip
                 if i == 3:
                     httpx.post(f"{base}/v1/admin/reload", headers=ADMIN, timeout=10).raise_for_status()

@@ -119,7 +119,7 @@ def test_build_scores_ranks_by_expected_arr_lost_and_computes_change() -> None:
                       "value": 1.0, "shap": 0.3, "playbook_id": "t"}]}  # fmt: skip
     out = build_scores(
         _scoring_rows(), np.array([0.9, 0.1, 0.5]), reasons, prev,
-        tiers=TierThresholds(), model_version="7", scored_at=pd.Timestamp("2026-03-02"),
+        tiers=TierThresholds(), model_version="7", scored_at=pd.Timestamp("2026-03-02"), currency="EUR",
     )  # fmt: skip
     assert out["account_id"].tolist() == ["y", "x", "z"]  # 5000 > 900 > NaN
     assert out["expected_arr_lost"].iloc[0] == pytest.approx(5000.0)
@@ -130,6 +130,7 @@ def test_build_scores_ranks_by_expected_arr_lost_and_computes_change() -> None:
     assert x["reason_1"] == "usage fell" and x["action_1"] == "training" and x["reason_2"] is None
     assert json.loads(x["reasons"])[0]["text"] == "usage fell"
     assert x["health_usage"] == 1.0 and x["model_version"] == "7"
+    assert out.columns[-1] == "currency" and (out["currency"] == "EUR").all()
 
 
 def test_history_rerun_replaces_same_date_and_model() -> None:
@@ -164,7 +165,8 @@ def company(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def _run(c, scored_at: str = "2026-03-02") -> dict:
     return stage.run(
         model=c.model, features=c.features, snapshots=c.snapshots, explanations=c.explanations,
-        accounts=c.accounts, out=c.scores, params=ScoreParams(), scored_at=pd.Timestamp(scored_at),
+        accounts=c.accounts, out=c.scores, params=ScoreParams(), currency="USD",
+        scored_at=pd.Timestamp(scored_at),
     )  # fmt: skip
 
 
