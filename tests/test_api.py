@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.serving_fakes import ADMIN, FEATURES, READ, Company, app_for, scored_company
+from tests.serving_fakes import ADMIN, API_KEY, FEATURES, READ, Company, app_for, scored_company
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,7 @@ def test_account_matches_scores_file(client: TestClient, latest: pd.DataFrame, c
     assert body["risk"] == pytest.approx(row["risk"]) and body["risk_tier"] == row["risk_tier"]
     assert body["model_version"] == "1" and body["snapshot_date"] == "2026-03-01"
     assert body["expected_arr_lost"] == pytest.approx(row["expected_arr_lost"])
+    assert body["currency"] == row["currency"] == "EUR"  # the fake company's, not the USD default
     assert body["health_components"] == pytest.approx(
         {"usage": row["health_usage"], "support": row["health_support"]}
     )
@@ -117,6 +118,7 @@ def test_at_risk_default_ranking_and_pagination(client: TestClient, latest: pd.D
     body = client.get("/v1/at-risk?limit=5", headers=READ).json()
     assert body["total"] == len(latest) and body["model_version"] == "1"
     assert [i["account_id"] for i in body["items"]] == latest["account_id"].head(5).tolist()
+    assert body["currency"] == "EUR" and {i["currency"] for i in body["items"]} == {"EUR"}
     page2 = client.get("/v1/at-risk?limit=5&offset=5", headers=READ).json()
     assert [i["account_id"] for i in page2["items"]] == latest["account_id"].iloc[5:10].tolist()
 
@@ -139,6 +141,7 @@ def test_at_risk_csv_by_param_and_accept(client: TestClient, latest: pd.DataFram
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert [x["account_id"] for x in rows] == latest.loc[latest["risk_tier"] == "high", "account_id"].tolist()
     assert rows[0]["model_version"] == "1" and rows[0]["snapshot_date"] == "2026-03-01"
+    assert list(rows[0])[-1] == "currency" and {x["currency"] for x in rows} == {"EUR"}
     r2 = client.get("/v1/at-risk?tier=high", headers={**READ, "Accept": "text/csv"})
     assert r2.text == r.text
 
@@ -285,7 +288,48 @@ def test_openapi_documents_every_endpoint_with_auth(client: TestClient) -> None:
     assert {"/healthz", "/readyz", "/metrics", "/v1/model", "/v1/accounts/{account_id}", "/v1/at-risk",
             "/v1/score", "/v1/admin/reload"} <= paths  # fmt: skip
     assert spec["paths"]["/v1/at-risk"]["get"]["security"]
-    assert "examples" in spec["components"]["schemas"]["AccountRisk"]
+    schemas = spec["components"]["schemas"]
+    assert "examples" in schemas["AccountRisk"]
+    assert schemas["AccountRisk"]["examples"][0]["currency"] == "USD"
+    for name in ("RiskItem", "AtRiskPage"):
+        field = schemas[name]["properties"]["currency"]
+        assert "ISO 4217" in field["description"] and field["examples"] == ["USD"]
+
+
+# --- money figures carry their currency; scores written before the column still serve -----
+
+
+def _page_html(client: TestClient, path: str) -> str:
+    assert client.post("/login", data={"key": API_KEY}, follow_redirects=False).status_code == 303
+    r = client.get(path)
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_cs_page_labels_money_with_the_currency(client: TestClient, latest: pd.DataFrame) -> None:
+    html = _page_html(client, "/")
+    assert "<th>ARR (EUR)</th><th>Expected ARR lost (EUR)</th>" in html
+    account = _page_html(client, f"/accounts/{latest['account_id'].iloc[0]}")
+    assert "ARR / expected loss (EUR)" in account
+
+
+def test_scores_without_a_currency_column_still_serve(tmp_path: Path, company: Company) -> None:
+    """Scores written before the score stage recorded the currency: served, unit unknown."""
+    old = Company(**{**company.__dict__, "scores": tmp_path / "scores"})
+    shutil.copytree(company.scores, old.scores)
+    latest = pd.read_parquet(old.scores / "latest.parquet").drop(columns=["currency"])
+    latest.to_parquet(old.scores / "latest.parquet", index=False)
+    aid = latest["account_id"].iloc[0]
+    with TestClient(app_for(old)) as c:
+        assert c.get("/readyz").json()["ready"] is True
+        account = c.get(f"/v1/accounts/{aid}", headers=READ).json()
+        assert account["currency"] is None and account["arr"] == pytest.approx(latest["arr"].iloc[0])
+        page = c.get("/v1/at-risk?limit=3", headers=READ).json()
+        assert page["currency"] is None and [i["currency"] for i in page["items"]] == [None] * 3
+        rows = list(csv.DictReader(io.StringIO(c.get("/v1/at-risk?format=csv", headers=READ).text)))
+        assert len(rows) == len(latest) and {x["currency"] for x in rows} == {""}
+        assert "<th>ARR</th><th>Expected ARR lost</th>" in _page_html(c, "/")
+        assert "ARR / expected loss</div>" in _page_html(c, f"/accounts/{aid}")
 
 
 # --- the one-account lookup's fast lane (serving.middleware.AccountLookupMiddleware) -------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -33,6 +34,7 @@ def test_at_risk_json_filters_and_top(company: Company) -> None:
     want = latest[(latest["segment"] == "smb") & (latest["risk"] >= 0.05)].head(3)
     assert [x["account_id"] for x in rows] == want["account_id"].tolist()
     assert isinstance(rows[0]["reasons"], list) and rows[0]["model_version"] == "1"
+    assert rows[0]["currency"] == "EUR"
 
 
 def test_at_risk_csv_renewal_window(company: Company) -> None:
@@ -54,6 +56,7 @@ def test_at_risk_csv_renewal_window(company: Company) -> None:
         got["account_id"].tolist()
         == latest.loc[latest["days_to_renewal"].between(0, 90), "account_id"].tolist()
     )
+    assert got.columns[-1] == "currency" and (got["currency"] == "EUR").all()
 
 
 def test_at_risk_table_shows_ranked_accounts(company: Company) -> None:
@@ -63,6 +66,7 @@ def test_at_risk_table_shows_ranked_accounts(company: Company) -> None:
     first, second, third = latest["account_id"].iloc[:3]
     assert first in r.stdout and second in r.stdout and third not in r.stdout
     assert "model 1" in r.stdout
+    assert "ARR (EUR)" in r.stdout and "exp. loss (EUR)" in r.stdout
 
 
 def test_explain_prints_reasons_playbook_and_history(company: Company) -> None:
@@ -72,11 +76,26 @@ def test_explain_prints_reasons_playbook_and_history(company: Company) -> None:
     assert r.exit_code == 0, r.output
     assert f"{row['risk']:.1%}" in r.stdout and row["reason_1"] in r.stdout
     assert f"playbook: {row['action_1']}" in r.stdout
+    assert f"ARR {row['arr']:,.0f} EUR · expected loss {row['expected_arr_lost']:,.0f} EUR" in r.stdout
     assert r.stdout.count("model 1") >= 3  # three runs in the history
     j = json.loads(
         _run("explain", row["account_id"], "--scores", str(company.scores), "--format", "json").stdout
     )
     assert len(j["history"]) == 3 and j["risk"] == pytest.approx(row["risk"])
+
+
+def test_scores_without_a_currency_column_show_no_unit(company: Company, tmp_path) -> None:
+    """Scores written before the score stage recorded the currency still load."""
+    shutil.copytree(company.scores, tmp_path / "scores")
+    latest = pd.read_parquet(tmp_path / "scores" / "latest.parquet").drop(columns=["currency"])
+    latest.to_parquet(tmp_path / "scores" / "latest.parquet", index=False)
+    table = _run("at-risk", "--scores", str(tmp_path / "scores"), "--top", "2")
+    assert table.exit_code == 0, table.output
+    assert "ARR" in table.stdout and "(EUR)" not in table.stdout and "(USD)" not in table.stdout
+    row = latest.iloc[0]
+    text = _run("explain", row["account_id"], "--scores", str(tmp_path / "scores"))
+    assert text.exit_code == 0, text.output
+    assert f"ARR {row['arr']:,.0f} · expected loss {row['expected_arr_lost']:,.0f} ·" in text.stdout
 
 
 @pytest.mark.parametrize(
