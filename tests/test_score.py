@@ -226,3 +226,19 @@ def test_stage_main_reads_params_tiers(company, tmp_path: Path) -> None:
          str(company.accounts), "--out", str(company.scores), "--params", str(params)]
     )  # fmt: skip
     assert set(pd.read_parquet(company.scores / "latest.parquet")["risk_tier"]) == {"low"}
+
+
+@pytest.mark.parametrize("code", ["usd", "EURO", "€"])
+def test_a_currency_that_is_not_an_iso_code_is_refused(tmp_path: Path, code: str) -> None:
+    """The score stage and the features stage both refuse it, naming `features.currency`."""
+    from churnguard.params import load_section
+    from features.build import FeatureParams
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"features:\n  currency: {code}\n  onboarding_days: 120\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"features\.currency: .*ISO 4217"):
+        stage.main(["--model", "m", "--features", "f", "--snapshots", "s", "--explanations", "e",
+                    "--out", str(tmp_path / "out"), "--params", str(params)])  # fmt: skip
+    with pytest.raises(InputError, match=r"features\.currency: .*ISO 4217"):
+        load_section("features", FeatureParams, params)
+    assert not (tmp_path / "out").exists()

@@ -78,3 +78,32 @@ def test_tiny_service_serves_the_stage_output(tiny_scores) -> None:
         served = latest.set_index("account_id").loc[row["account_id"]]
         assert scored["risk"] == pytest.approx(served["risk"], rel=1e-9)
         assert [x["text"] for x in scored["reasons"]] == [x["text"] for x in json.loads(served["reasons"])]
+
+
+def test_tiny_scores_carry_the_params_currency(tiny_scores, tmp_path) -> None:
+    """`features.currency` ends the latest files as a column; the history holds no money."""
+    import yaml
+
+    from pipeline import score
+
+    t = tiny_scores
+    default = pd.read_parquet(t.scores / "latest.parquet")
+    assert list(default.columns[-3:]) == ["model_version", "scored_at", "currency"]
+    assert (default["currency"] == "USD").all()
+    params = yaml.safe_load(t.params.read_text(encoding="utf-8"))
+    params["features"]["currency"] = "EUR"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    out = tmp_path / "scores"
+    score.main(
+        [
+            "--model", str(t.model), "--features", str(t.features), "--snapshots", str(t.snapshots),
+            "--explanations", str(t.explanations), "--accounts", str(t.validated / "accounts.parquet"),
+            "--out", str(out), "--params", str(tmp_path / "params.yaml"),
+        ]
+    )  # fmt: skip
+    latest = pd.read_parquet(out / "latest.parquet")
+    assert list(latest.columns) == list(default.columns) and (latest["currency"] == "EUR").all()
+    sheet = pd.read_csv(out / "latest.csv", encoding="utf-8-sig")
+    assert list(sheet.columns) == [c for c in latest.columns if c != "reasons"]
+    assert (sheet["currency"] == "EUR").all()
+    assert "currency" not in pd.read_parquet(out / "history.parquet").columns
