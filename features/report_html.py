@@ -161,9 +161,13 @@ def _money(value: Any) -> str:
 
 
 def render_report(
-    res: RetentionResult, clv: pd.DataFrame, report: dict[str, Any], monitoring: dict[str, Any]
+    res: RetentionResult,
+    clv: pd.DataFrame,
+    report: dict[str, Any],
+    monitoring: dict[str, Any],
+    currency: str,
 ) -> str:
-    """The whole HTML page."""
+    """The whole HTML page; money columns are headed with `currency` (ISO 4217)."""
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
     env.filters.update(pct=_pct, num=_num, money=_money)
     plots = {
@@ -180,4 +184,5 @@ def render_report(
         months=report.get("by_month", {}),
         segments=report.get("by_segment", {}),
         clv=report.get("clv", {}),
+        currency=currency,
     )

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import Field
 
 from churnguard.errors import InputError
-from churnguard.params import DEFAULT_PARAMS, Section, load_section, read_params
+from churnguard.params import DEFAULT_PARAMS, Section, load_currency, load_section, read_params
 from churnguard.stage import run_stage
 from features import retention
 from models import monitoring as mon
@@ -436,6 +436,7 @@ def run(
     html: Path,
     params: ReportParams,
     ctx: _Context,
+    currency: str,
 ) -> dict[str, Any]:
     """Compute retention and monitoring, write the metrics JSON, monitoring JSON and HTML."""
     data_end = _read_data_end(validated)
@@ -502,7 +503,7 @@ def run(
 
     from features.report_html import render_report
 
-    page = render_report(res, clv, report_doc, monitoring_doc)
+    page = render_report(res, clv, report_doc, monitoring_doc, currency)
     for path in (metrics, monitoring, html):
         path.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(report_doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
@@ -564,6 +565,7 @@ def main(argv: list[str] | None = None) -> None:
         html=args.html,
         params=params,
         ctx=load_context(args.params),
+        currency=load_currency(args.params),
     )
 
 

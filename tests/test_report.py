@@ -83,6 +83,7 @@ def _write_inputs(
                 "snapshots": {"definition": "contract", "grace_days": 30},
                 "split": {"test_months": 3, "valid_months": 2},
                 "report": {"acquisition_cost": 500.0},
+                "features": {"currency": "EUR"},
             }
         )
     )
@@ -122,6 +123,7 @@ def test_first_run_without_model_or_scores(tmp_path: Path) -> None:
     assert mon["retrain"]["recommended"] is False
     html = (tmp_path / "reports" / "report.html").read_text()
     assert html.count("<svg") >= 3
+    assert "<th>MRR start (EUR)</th>" in html and "<th>CLV (EUR)</th>" in html  # features.currency
     assert "segment × feature pairs" in html and len(mon["segment_feature_drift"]) == 3 * 2
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing fetched from elsewhere
 
