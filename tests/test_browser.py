@@ -96,6 +96,7 @@ def test_cs_page_end_to_end(server: str, company: Company, tmp_path: Path) -> No
                 "rows => rows.map(r => r.dataset.account)"
             )
             assert shown == latest["account_id"].tolist()[: len(shown)]
+            assert "ARR (EUR)" in page.inner_text("#at-risk thead")  # the fake company's currency
 
             # filters: tier and segment
             page.select_option("select[name=tier]", "high")
@@ -120,6 +121,7 @@ def test_cs_page_end_to_end(server: str, company: Company, tmp_path: Path) -> No
                 rows = list(csv.DictReader(fh))
             assert [r["account_id"] for r in rows] == want["account_id"].tolist()
             assert {r["risk_tier"] for r in rows} == {"high"}
+            assert {r["currency"] for r in rows} == {"EUR"}
 
             # open an account: reasons with playbook actions, and the risk trend chart
             first = want.iloc[0]
@@ -127,6 +129,7 @@ def test_cs_page_end_to_end(server: str, company: Company, tmp_path: Path) -> No
             page.wait_for_selector("#reasons")
             assert first["name"] in page.inner_text("#account-name")
             assert page.inner_text("#risk") == f"{first['risk'] * 100:.0f}%"
+            assert "ARR / EXPECTED LOSS (EUR)" in page.inner_text("section.cards").upper()
             reasons = page.locator("#reasons li .reason").all_inner_texts()
             assert reasons and reasons[0] == first["reason_1"]
             assert first["action_1"] in page.inner_text("#reasons")
