@@ -382,6 +382,7 @@ def test_scores_list_the_foreign_ids_and_words(runs: Runs) -> None:
     assert latest["health_score"].notna().all()
     csv = pd.read_csv(runs.foreign.scores / "latest.csv", dtype=str, encoding="utf-8-sig")
     assert csv["account_id"].tolist() == latest["account_id"].tolist()  # leading zeros, case kept
+    assert set(latest["currency"]) == set(csv["currency"]) == {"JPY"}  # features.currency, not USD
     reasons = _reasons(latest)
     texts = [str(r["text"]) for rs in reasons.values() for r in rs]
     assert texts and all(texts)
