@@ -11,6 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.config import Settings
 from serving.deps import bearer_key, reader_role
+from serving.routers.accounts import ACCOUNT_ID_MAX, ACCOUNT_PATH
 from serving.state import ServingState
 
 
@@ -78,7 +79,7 @@ class BodyLimitMiddleware:
                 await _reply_413(send, self.max_bytes)
 
 
-ACCOUNT_PREFIX = "/v1/accounts/"
+ACCOUNT_PREFIX = ACCOUNT_PATH.removesuffix("{account_id}")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -87,7 +88,7 @@ class AccountLookupMiddleware:
     routing and dependency resolution (which cost more than the lookup itself).
 
     `serving.routers.accounts` defines the endpoint (schema, validation, every error); this
-    lane serves only its success case: a GET of one path segment of 1-200 characters, a
+    lane serves only its success case: a GET of one path segment of 1 to `ACCOUNT_ID_MAX` characters, a
     valid read or admin key, an account in the served scores. It sends the same status,
     headers and bytes as the route and labels the request with the route for the metrics
     (it sits inside `MetricsMiddleware`). Anything else (no or bad key, unknown id, scores
@@ -103,7 +104,7 @@ class AccountLookupMiddleware:
     def _body(self, scope: Scope) -> bytes | None:
         path: str = scope["path"]
         account = path[len(ACCOUNT_PREFIX) :]
-        if scope.get("root_path") or not 1 <= len(account) <= 200 or "/" in account:
+        if scope.get("root_path") or not 1 <= len(account) <= ACCOUNT_ID_MAX or "/" in account:
             return None
         scores = self.state.current.scores
         if scores is None:

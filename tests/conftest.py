@@ -200,6 +200,22 @@ def default_model(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     return run_stages_to_model(t)
 
 
+def evaluate_stage(t: Tiny) -> Tiny:
+    from pipeline import evaluate
+
+    evaluate.main(
+        [
+            "--model", str(t.model),
+            "--features", str(t.features),
+            "--snapshots", str(t.snapshots),
+            "--metrics", str(t.metrics / "evaluate.json"),
+            "--plots", str(t.plots),
+            "--params", str(t.params),
+        ]
+    )  # fmt: skip
+    return t
+
+
 def explain_stage(t: Tiny) -> Tiny:
     from pipeline import explain
 

@@ -31,6 +31,7 @@ import yaml
 from churnguard.simulator.config import EVENT_NAMES
 from tests.conftest import (
     Tiny,
+    evaluate_stage,
     explain_stage,
     features_stage,
     report_stage,
@@ -254,27 +255,11 @@ def foreignise(src: Path, out: Path, seed: int = 5) -> Look:
     return look
 
 
-def _evaluate(t: Tiny) -> dict:
-    from pipeline import evaluate
-
-    evaluate.main(
-        [
-            "--model", str(t.model),
-            "--features", str(t.features),
-            "--snapshots", str(t.snapshots),
-            "--metrics", str(t.metrics / "evaluate.json"),
-            "--plots", str(t.plots),
-            "--params", str(t.params),
-        ]
-    )  # fmt: skip
-    return json.loads((t.metrics / "evaluate.json").read_text(encoding="utf-8"))
-
-
 def run_pipeline(t: Tiny) -> dict:
     """validate -> snapshots -> features -> train -> evaluate -> explain -> score -> report;
     returns the evaluate stage's metrics."""
     train_stage(features_stage(snapshots_stage(validate_stage(t))))
-    metrics = _evaluate(t)
+    metrics = json.loads((evaluate_stage(t).metrics / "evaluate.json").read_text(encoding="utf-8"))
     report_stage(score_stage(explain_stage(t)))
     return metrics
 

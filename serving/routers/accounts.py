@@ -11,6 +11,7 @@ from serving.schemas import AccountRisk, error_responses
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 ACCOUNT_PATH = "/v1/accounts/{account_id}"  # its success case is also served by `AccountLookupMiddleware`
+ACCOUNT_ID_MAX = 200  # longest account id the path accepts
 
 
 @router.get(
@@ -19,7 +20,7 @@ ACCOUNT_PATH = "/v1/accounts/{account_id}"  # its success case is also served by
     responses=error_responses(401, 404, 422, 503),
 )
 async def get_account(
-    scores: ReaderScores, account_id: Annotated[str, Path(min_length=1, max_length=200)]
+    scores: ReaderScores, account_id: Annotated[str, Path(min_length=1, max_length=ACCOUNT_ID_MAX)]
 ) -> Response:
     """One account: risk, tier, health score and components, reasons, playbook, risk history."""
     body = scores.account_json.get(account_id)
